@@ -160,20 +160,17 @@ def load_array_file(path: Path):
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
     try:
-        with np.load(path, allow_pickle=False) as loaded:
-            arrays = {k: loaded[k] for k in loaded.files} if hasattr(loaded, "files") else None
-    except AttributeError:
-        arrays = None
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            arrays = {"x": loaded}
+        else:
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
     except (ValueError, OSError, EOFError) as error:
         message = str(error).split("\n")[0]
         if "allow_pickle" in message or "Object arrays" in message:
             message = "holds Python objects, which are never unpickled; save plain numeric arrays"
         raise DataError(f"{path}: cannot read as a NumPy array file ({message})") from None
-    if arrays is None:
-        try:
-            arrays = {"x": np.load(path, allow_pickle=False)}
-        except ValueError:
-            raise DataError(f"{path}: holds Python objects, which are never unpickled") from None
     x, y = _pick_array(arrays, path)
     if x.dtype.kind not in "biuf":
         raise DataError(f"{path}: data array has dtype {x.dtype}; expected numbers")

@@ -1,0 +1,204 @@
+"""Command-line interface: argument parsing only; every command calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from trilemma.errors import TrilemmaError, UnsupportedRequest
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UnsupportedRequest(f"--set {pair}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _apply_overrides(family_name: str, overrides: dict) -> dict:
+    """Split --set pairs between the family config and its optimiser config, checking names."""
+    from dataclasses import fields
+
+    from trilemma.families import OptimConfig, family_class
+
+    cls = family_class(family_name)
+    family_fields = {f.name for f in fields(cls.config_class)} - {"data", "optim"}
+    optim_fields = {f.name for f in fields(OptimConfig)}
+    family, optim = {}, {}
+    for key, value in overrides.items():
+        if key in family_fields:
+            family[key] = tuple(value) if isinstance(value, list) else value
+        elif key in optim_fields:
+            optim[key] = value
+        else:
+            known = ", ".join(sorted(family_fields | optim_fields))
+            raise UnsupportedRequest(f"--set {key}: the {family_name} family has no setting '{key}' (known: {known})")
+    return {"family": family, "optim": optim}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from trilemma.data import load_data
+    from trilemma.families import family_class
+    from trilemma.images import save_sample_picture
+    from trilemma.sampling import generate, load_run
+    from trilemma.training import Budget, train
+
+    dataset = load_data(args.data)
+    budget = None
+    if args.steps or args.minutes:
+        budget = Budget(steps=args.steps, seconds=args.minutes * 60 if args.minutes else None)
+    split = _apply_overrides(args.family, _parse_overrides(args.set or []))
+    overrides = dict(split["family"])
+    if split["optim"] or args.batch_size or args.lr:
+        from dataclasses import replace
+
+        from trilemma.families import DataShape
+
+        cls = family_class(args.family)
+        shape = DataShape(dataset.kind, dataset.sample_shape, dataset.num_classes if args.conditional else 0)
+        optim = cls.default_config(shape).optim
+        optim_changes = dict(split["optim"])
+        if args.batch_size:
+            optim_changes["batch_size"] = args.batch_size
+        if args.lr:
+            optim_changes["lr"] = args.lr
+        overrides["optim"] = replace(optim, **optim_changes)
+    result = train(
+        args.family, dataset, args.out, budget=budget, seed=args.seed, device=args.device,
+        resume=args.resume, conditional=args.conditional, overrides=overrides,
+        checkpoint_every_steps=args.checkpoint_every, progress=not args.quiet,
+    )
+    run = load_run(args.out, args.device)
+    preview = generate(run.family, run.normalizer, 64 if dataset.kind == "image" else 2500, seed=args.seed)
+    picture = Path(args.out) / "samples.png"
+    save_sample_picture(preview.x, picture, dataset.name)
+    state = "stopped early (resume with --resume)" if result.interrupted else "done"
+    print(
+        f"{args.family} on {dataset.name}: {state} after {result.steps} steps in {result.seconds:.1f} s "
+        f"({result.images_per_second:.0f} images/s); checkpoint in {args.out}; samples in {picture}"
+    )
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from trilemma.images import save_sample_picture
+    from trilemma.sampling import generate, load_run
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise UnsupportedRequest(f"--out {out}: the sample file must end in .npz")
+    if not out.parent.exists():
+        raise UnsupportedRequest(f"--out {out}: folder {out.parent} does not exist")
+    run = load_run(args.run_dir, args.device)
+    options = {}
+    if args.sampler is not None:
+        options["sampler"] = args.sampler
+    if args.sampler_steps is not None:
+        options["steps"] = args.sampler_steps
+    for name in ("guidance", "truncation", "temperature"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    labels = None
+    if args.class_label is not None:
+        labels = np.full(args.n, args.class_label, dtype=np.int64)
+    samples = generate(run.family, run.normalizer, args.n, seed=args.seed, batch_size=args.batch_size,
+                       labels=labels, **options)
+    arrays = {"x": samples.x}
+    if samples.y is not None:
+        arrays["y"] = samples.y
+    tmp = out.with_name(f".{out.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out)
+    if args.grid:
+        save_sample_picture(samples.x, args.grid, run.config["data"]["name"])
+    print(
+        f"{args.n} samples from {run.config['family']} ({run.run_dir}, step {run.step}) -> {out}: "
+        f"{samples.nfe} network evaluations per sample, {samples.samples_per_second:.1f} samples/s"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trilemma", description="Train GANs, VAEs and diffusion models on your data and compare them."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("train", help="train one family on a data set")
+    p.add_argument("--family", required=True, choices=["vae", "gan", "diffusion"])
+    p.add_argument("--data", required=True, help="mnist, digits, ring8, grid25, a folder of images or an .npy/.npz file; "
+                   "options as mnist:classes=1-9")
+    p.add_argument("--out", required=True, help="run folder (created; must be new or empty unless --resume)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive_float, help="training time budget (default: 3 min on images, 45 s on points)")
+    budget.add_argument("--steps", type=_positive_int, help="number of optimisation steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--conditional", action="store_true", help="class-conditional model (labelled data)")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change a family setting, e.g. --set loss=non-saturating --set beta=0.5")
+    p.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
+                   help="checkpoint every this many steps (default: every 60 s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=_positive_int, required=True)
+    p.add_argument("--out", required=True, help="FILE.npz: x (uint8 NHWC images or float32 points), y if conditional")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++"], help="diffusion only")
+    p.add_argument("--sampler-steps", type=_positive_int, help="diffusion only")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance weight (conditional diffusion)")
+    p.add_argument("--truncation", type=float, help="truncation ψ in [0, 1] (GAN)")
+    p.add_argument("--temperature", type=float, help="prior temperature (VAE)")
+    p.add_argument("--class", dest="class_label", type=int, help="class to generate (conditional models)")
+    p.add_argument("--grid", help="also write a PNG picture of the samples")
+    p.add_argument("--batch-size", type=_positive_int, default=500)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except TrilemmaError as error:
+        print(f"trilemma: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trilemma: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""What every family provides, so one loop trains, one path samples and one path evaluates
+all of them.
+
+A family owns its networks, its objective and its optimisers (a GAN has two); the training
+loop owns the schedule, EMA, budgets, checkpoints and progress. Capabilities that only some
+families have (encoding, likelihood, …) are separate protocols in `capabilities.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from trilemma.errors import UnsupportedRequest
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation settings the training loop applies to every optimiser of a family."""
+
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    decay: str = "none"  # "cosine": anneal to final_lr_fraction over the budget; "none": constant
+    final_lr_fraction: float = 0.05
+    grad_clip: float = 0.0  # 0: no clipping
+    ema_power: float = 0.75  # EMA decay warms up as 1 - (1 + step)^-power ...
+    ema_max_decay: float = 0.999  # ... and is capped here
+
+
+@dataclass
+class DataShape:
+    """What a family needs to know about the data to build its networks."""
+
+    kind: str  # "image" or "points"
+    sample_shape: tuple[int, ...]
+    num_classes: int = 0  # > 0 only for a conditional model
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
+
+
+@dataclass
+class SampleOutput:
+    x: torch.Tensor  # model space: images in [-1, 1] NCHW, points standardised
+    labels: torch.Tensor | None
+    nfe: int  # network evaluations per sample
+
+
+@dataclass
+class FamilyConfig:
+    data: DataShape
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FamilyConfig:
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls, d: dict[str, Any]):
+    """Rebuild a (nested) dataclass from its asdict() form; lists become tuples where typed so."""
+    kwargs = {}
+    hints = {f.name: f for f in fields(cls)}
+    for name, value in d.items():
+        if name not in hints:
+            continue
+        default = hints[name].default_factory() if callable(hints[name].default_factory) else hints[name].default
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _from_dict(type(default), value)
+        elif name == "data" and isinstance(value, dict):
+            value = DataShape(**{**value, "sample_shape": tuple(value["sample_shape"])})
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+class Family(nn.Module):
+    """Base class of the three families. Subclasses set ``name`` and ``config_class``."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[FamilyConfig]]
+    default_sampler: ClassVar[str | None] = None
+
+    def __init__(self, config: FamilyConfig):
+        super().__init__()
+        self.config = config
+
+    @classmethod
+    def default_config(cls, data: DataShape, **overrides: Any) -> FamilyConfig:
+        raise NotImplementedError
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def averaged_network(self) -> nn.Module:
+        """The network whose EMA the loop keeps, and which sampling then uses."""
+        raise NotImplementedError
+
+    def training_step(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        optimizers: dict[str, torch.optim.Optimizer],
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch in model space; returns detached scalar losses."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator,
+        labels: torch.Tensor | None = None,
+        **options: Any,
+    ) -> SampleOutput:
+        raise NotImplementedError
+
+    # Helpers shared by the families.
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.data.num_classes > 0
+
+    def sample_labels(self, n: int, generator: torch.Generator, labels: torch.Tensor | None):
+        """Labels for conditional sampling: the requested ones, or uniform over classes."""
+        if not self.conditional:
+            if labels is not None:
+                raise UnsupportedRequest(f"this {self.name} model is unconditional; it takes no class")
+            return None
+        if labels is None:
+            return torch.randint(
+                0, self.config.data.num_classes, (n,), generator=generator, device=generator.device
+            ).to(self.device)
+        if labels.min() < 0 or labels.max() >= self.config.data.num_classes:
+            raise UnsupportedRequest(
+                f"class {int(labels.max())} is out of range: the model knows "
+                f"{self.config.data.num_classes} classes (0-{self.config.data.num_classes - 1})"
+            )
+        return labels.to(self.device)
+
+    def clip_and_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradient-norm clipping (when configured), then the update."""
+        if self.config.optim.grad_clip > 0:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.optim.grad_clip)
+        optimizer.step()
+
+    @staticmethod
+    def reject_options(options: dict[str, Any], family: str) -> None:
+        if options:
+            names = ", ".join(sorted(options))
+            raise UnsupportedRequest(f"the {family} family has no sampling option(s): {names}")
+
+
+def randn(shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Seeded Gaussian noise; the generator lives on the CPU or on the model's device."""
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)

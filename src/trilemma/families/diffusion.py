@@ -1,0 +1,181 @@
+"""Denoising diffusion (Ho et al. 2020) with a fixed 1000-step forward process.
+
+The forward process and the samplers are Hugging Face diffusers' schedulers (pure maths
+objects); this module owns the denoiser, the training objective and the sampling loop that
+composes the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from trilemma.errors import UnsupportedRequest
+from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.nets.mlp import ResidualMLPDenoiser
+from trilemma.nets.unet import UNet, UNetConfig
+
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+PREDICTIONS = {"epsilon": "epsilon", "v": "v_prediction"}
+
+
+@dataclass
+class DiffusionConfig(FamilyConfig):
+    schedule: str = "cosine"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    prediction: str = "v"  # "epsilon" or "v" (Salimans & Ho 2022)
+    num_train_timesteps: int = 1000
+    min_snr_gamma: float = 5.0  # Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off
+    label_dropout: float = 0.1  # conditional models: drop labels to learn p(x) for guidance
+    channels: tuple[int, ...] = (32, 64, 64)  # U-Net widths per resolution level
+    blocks_per_level: int = 1
+    mlp_width: int = 256
+    mlp_blocks: int = 3
+    fourier_features: int = 0  # points: random Fourier features of x_t (0 = raw coordinates)
+    fourier_scale: float = 1.0
+    sampler: str = "dpm-solver++"
+    sampler_steps: int = 20
+    guidance: float = 1.0
+
+
+class Diffusion(Family):
+    name: ClassVar[str] = "diffusion"
+    config_class = DiffusionConfig
+    default_sampler = "dpm-solver++"
+
+    def __init__(self, config: DiffusionConfig):
+        super().__init__(config)
+        data = config.data
+        if config.schedule not in SCHEDULES:
+            raise UnsupportedRequest(f"unknown noise schedule '{config.schedule}' (known: {', '.join(SCHEDULES)})")
+        if config.prediction not in PREDICTIONS:
+            raise UnsupportedRequest(f"unknown prediction '{config.prediction}' (known: {', '.join(PREDICTIONS)})")
+        if data.is_image:
+            self.denoiser: nn.Module = UNet(
+                UNetConfig(
+                    in_channels=data.sample_shape[0],
+                    channels=tuple(config.channels),
+                    blocks_per_level=config.blocks_per_level,
+                    num_classes=data.num_classes,
+                )
+            )
+        else:
+            self.denoiser = ResidualMLPDenoiser(
+                data.sample_shape[0], config.mlp_width, config.mlp_blocks, data.num_classes,
+                config.fourier_features, config.fourier_scale,
+            )
+        self.forward_process = self.make_scheduler("ddpm")
+        alphas_cumprod = self.forward_process.alphas_cumprod.float()
+        self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
+
+    @classmethod
+    def default_config(cls, data: DataShape, **overrides: Any) -> DiffusionConfig:
+        if data.is_image:
+            optim = OptimConfig(batch_size=128, lr=2e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
+            config = DiffusionConfig(data=data, optim=optim, sampler_steps=20)
+        else:
+            # Measured on grid25 at 2,000 steps: raw coordinates reach 40% high-quality samples,
+            # Fourier features 98%; Min-SNR down-weights the low noise levels that decide precision.
+            optim = OptimConfig(batch_size=1024, lr=1e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
+            config = DiffusionConfig(data=data, optim=optim, sampler_steps=50, min_snr_gamma=0.0,
+                                     fourier_features=64, fourier_scale=1.0)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+    # The maths objects, from diffusers.
+    def make_scheduler(self, sampler: str):
+        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+        common = dict(
+            num_train_timesteps=self.config.num_train_timesteps,
+            beta_schedule=SCHEDULES[self.config.schedule],
+            prediction_type=PREDICTIONS[self.config.prediction],
+        )
+        clip = self.config.data.is_image  # images live in [-1, 1]; points are unbounded
+        if sampler == "ddpm":
+            return DDPMScheduler(**common, clip_sample=clip, variance_type="fixed_small")
+        if sampler == "ddim":
+            return DDIMScheduler(**common, clip_sample=clip, timestep_spacing="trailing")
+        if sampler == "dpm-solver++":
+            return DPMSolverMultistepScheduler(
+                **common, algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True
+            )
+        raise UnsupportedRequest(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"denoiser": torch.optim.AdamW(self.denoiser.parameters(), lr=self.config.optim.lr, weight_decay=0.0)}
+
+    def averaged_network(self) -> nn.Module:
+        return self.denoiser
+
+    def loss(self, x0: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Weighted denoising loss E_t,ε[w(t) ||net(x_t, t) - target||²]."""
+        n = len(x0)
+        t = torch.randint(0, self.config.num_train_timesteps, (n,), device=x0.device)
+        noise = torch.randn_like(x0)
+        x_t = self.forward_process.add_noise(x0, noise, t)
+        if self.config.prediction == "v":
+            target = self.forward_process.get_velocity(x0, noise, t)
+        else:
+            target = noise
+        if labels is not None and self.config.label_dropout > 0:
+            drop = torch.rand(n, device=x0.device) < self.config.label_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.config.data.num_classes), labels)
+        prediction = self.denoiser(x_t, t, labels)
+        per_sample = (prediction - target).square().flatten(1).mean(dim=1)
+        return (self.loss_weight(t) * per_sample).mean()
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-γ: min(SNR, γ)/SNR for ε-prediction, min(SNR, γ)/(SNR + 1) for v."""
+        gamma = self.config.min_snr_gamma
+        if gamma <= 0:
+            return torch.ones_like(t, dtype=torch.float32)
+        alpha_bar = self.alphas_cumprod[t]
+        snr = alpha_bar / (1 - alpha_bar)
+        clipped = snr.clamp(max=gamma)
+        return clipped / (snr + 1) if self.config.prediction == "v" else clipped / snr
+
+    def training_step(self, x, labels, optimizers):
+        loss = self.loss(x, labels)
+        optimizer = optimizers["denoiser"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.clip_and_step(optimizer)
+        return {"loss": loss.detach()}
+
+    def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, guidance: float):
+        """The denoiser's prediction, with classifier-free guidance for conditional models:
+        uncond + w (cond - uncond) (Ho & Salimans 2022); w = 1 is the plain conditional model."""
+        t_batch = t.expand(len(x)).to(x.device)
+        if labels is None or guidance == 1.0:
+            return self.denoiser(x, t_batch, labels), 1
+        null = torch.full_like(labels, self.config.data.num_classes)
+        both = self.denoiser(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null]))
+        conditional, unconditional = both.chunk(2)
+        return unconditional + guidance * (conditional - unconditional), 2
+
+    @torch.no_grad()
+    def sample(self, n, generator, labels=None, **options):
+        sampler = options.pop("sampler", None) or self.config.sampler
+        steps = options.pop("steps", None)
+        guidance = options.pop("guidance", None)
+        guidance = self.config.guidance if guidance is None else float(guidance)
+        self.reject_options(options, self.name)
+        if steps is None:
+            steps = self.config.num_train_timesteps if sampler == "ddpm" else self.config.sampler_steps
+        if not 1 <= int(steps) <= self.config.num_train_timesteps:
+            raise UnsupportedRequest(f"sampler steps must be 1-{self.config.num_train_timesteps}, not {steps}")
+        labels = self.sample_labels(n, generator, labels)
+        scheduler = self.make_scheduler(sampler)
+        scheduler.set_timesteps(int(steps), device=self.device)
+        x = randn((n, *self.config.data.sample_shape), generator, self.device) * scheduler.init_noise_sigma
+        nfe = 0
+        for t in scheduler.timesteps:
+            output, evaluations = self.model_output(scheduler.scale_model_input(x, t), t, labels, guidance)
+            nfe += evaluations
+            x = scheduler.step(output, t, x, generator=generator).prev_sample
+        return SampleOutput(x=x, labels=labels, nfe=nfe)

@@ -1,0 +1,1 @@
+"""Architectures only: no objectives, no sampling. Families in `trilemma.families` use them."""

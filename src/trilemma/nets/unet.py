@@ -1,0 +1,102 @@
+"""A small U-Net denoiser for images (Ronneberger et al. 2015; as used by Ho et al. 2020),
+without attention: at MNIST scale on a CPU, attention costs more than it gives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trilemma.nets.embeddings import ConditionEmbedding
+
+
+@dataclass
+class UNetConfig:
+    in_channels: int = 1
+    channels: tuple[int, ...] = (32, 64, 64)  # one level per entry; resolution halves between
+    blocks_per_level: int = 1
+    embedding_dim: int = 128
+    num_classes: int = 0
+    groups: int = 8
+
+
+class ResidualBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with the condition added as a per-channel scale and shift."""
+
+    def __init__(self, c_in: int, c_out: int, embedding_dim: int, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.condition = nn.Linear(embedding_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.condition(F.silu(embedding))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(F.silu(h))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """Maps (x_t, t[, label]) to a tensor of x_t's shape (ε or v, as the family trains it)."""
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.embed = ConditionEmbedding(config.embedding_dim, config.num_classes)
+        self.stem = nn.Conv2d(config.in_channels, c[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        self.downsamples = nn.ModuleList()
+        skip_channels = []
+        for level, width in enumerate(c):
+            blocks = nn.ModuleList()
+            c_in = c[max(level - 1, 0)]
+            for _ in range(config.blocks_per_level):
+                blocks.append(ResidualBlock(c_in, width, config.embedding_dim, config.groups))
+                c_in = width
+            self.down_blocks.append(blocks)
+            skip_channels.append(width)
+            last = level == len(c) - 1
+            self.downsamples.append(nn.Identity() if last else nn.Conv2d(width, width, 3, 2, 1))
+        self.middle = ResidualBlock(c[-1], c[-1], config.embedding_dim, config.groups)
+        self.up_blocks = nn.ModuleList()
+        self.upsamples = nn.ModuleList()
+        c_in = c[-1]
+        for level in reversed(range(len(c))):
+            blocks = nn.ModuleList()
+            for i in range(config.blocks_per_level):
+                extra = skip_channels[level] if i == 0 else 0
+                blocks.append(ResidualBlock(c_in + extra, c[level], config.embedding_dim, config.groups))
+                c_in = c[level]
+            self.up_blocks.append(blocks)
+            self.upsamples.append(nn.Identity() if level == 0 else nn.Conv2d(c_in, c[level - 1], 3, padding=1))
+            c_in = c[level] if level == 0 else c[level - 1]
+        self.out_norm = nn.GroupNorm(min(config.groups, c[0]), c[0])
+        self.out = nn.Conv2d(c[0], config.in_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        embedding = self.embed(t, labels)
+        h = self.stem(x)
+        skips = []
+        for blocks, downsample in zip(self.down_blocks, self.downsamples):
+            for block in blocks:
+                h = block(h, embedding)
+            skips.append(h)
+            h = downsample(h)
+        h = self.middle(h, embedding)
+        for blocks, upsample in zip(self.up_blocks, self.upsamples):
+            skip = skips.pop()
+            h = blocks[0](torch.cat([h, skip], dim=1), embedding)
+            for block in blocks[1:]:
+                h = block(h, embedding)
+            if not isinstance(upsample, nn.Identity):
+                h = upsample(F.interpolate(h, scale_factor=2, mode="nearest"))
+        return self.out(F.silu(self.out_norm(h)))

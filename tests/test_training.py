@@ -1,0 +1,130 @@
+"""The one training loop: budgets, checkpoints, resume equivalence, divergence detection."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trilemma.checkpoints import flatten_state, latest_checkpoint, load_checkpoint, unflatten_state
+from trilemma.data import load_data
+from trilemma.errors import RunError, TrainingDiverged
+from trilemma.families import FAMILIES
+from trilemma.sampling import generate, load_run
+from trilemma.training import Budget, learning_rate_scale, train
+
+SMALL = {"vae": {}, "gan": {}, "diffusion": {"channels": (8, 16)}}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return load_data("grid25")
+
+
+def _weights(run_dir):
+    model, ema, _ = load_checkpoint(latest_checkpoint(run_dir))
+    return model, ema
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(name, digits, tmp_path):
+    budget = Budget(steps=12)
+    train(name, digits, tmp_path / "straight", budget=budget, seed=3, overrides=SMALL[name], progress=False)
+    stopped = train(name, digits, tmp_path / "resumed", budget=budget, seed=3, overrides=SMALL[name],
+                    progress=False, on_step=lambda step, family, ema: step == 5)
+    assert stopped.interrupted and stopped.steps == 5
+    resumed = train(name, digits, tmp_path / "resumed", budget=budget, resume=True, progress=False)
+    assert resumed.steps == 12
+    (model_a, ema_a), (model_b, ema_b) = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert model_a.keys() == model_b.keys()
+    for key in model_a:
+        assert torch.equal(model_a[key], model_b[key]), key
+    for key in ema_a:
+        assert torch.equal(ema_a[key], ema_b[key]), key
+
+
+def test_checkpoint_round_trip_gives_identical_samples(grid, tmp_path):
+    result = train("gan", grid, tmp_path / "run", budget=Budget(steps=20), progress=False)
+    assert result.steps == 20
+    files = sorted(p.name for p in latest_checkpoint(tmp_path / "run").iterdir())
+    assert files == ["ema.safetensors", "model.safetensors", "state.json", "state.safetensors"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["family"] == "gan" and config["data"]["spec"] == "grid25" and config["seed"] == 0
+    a = load_run(tmp_path / "run", "cpu")
+    b = load_run(tmp_path / "run", "cpu")
+    sa = generate(a.family, a.normalizer, 100, seed=5)
+    sb = generate(b.family, b.normalizer, 100, seed=5)
+    assert np.array_equal(sa.x, sb.x) and sa.x.dtype == np.float32
+    # Sampling uses the EMA generator, not the raw one.
+    model, ema, _ = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    for key, value in ema.items():
+        assert torch.equal(a.family.generator.state_dict()[key], value)
+    assert any(not torch.equal(model[f"generator.{k}"], v) for k, v in ema.items())
+
+
+def test_checkpoints_are_pruned_and_latest_points_at_a_complete_one(grid, tmp_path):
+    train("vae", grid, tmp_path / "run", budget=Budget(steps=9), checkpoint_every_steps=2, progress=False)
+    steps = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert steps == ["step-00000008", "step-00000009"]
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000009"
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp*"))
+
+
+def test_training_state_round_trips_without_pickle():
+    state = {
+        "step": 7,
+        "optimizer": {"state": {0: {"exp_avg": torch.ones(3)}}, "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.99)}]},
+        "rng": torch.get_rng_state(),
+        "numpy": np.arange(4),
+    }
+    as_json, tensors = flatten_state(state)
+    json.dumps(as_json)  # plain JSON
+    back = unflatten_state(json.loads(json.dumps(as_json)), tensors)
+    assert back["optimizer"]["state"][0]["exp_avg"].tolist() == [1, 1, 1]
+    assert back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.99)
+    assert torch.equal(back["rng"], state["rng"]) and back["numpy"].tolist() == [0, 1, 2, 3]
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error(grid, tmp_path):
+    def poison(step, family, ema):
+        if step == 3:
+            with torch.no_grad():
+                for p in family.parameters():
+                    p.fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match=r"at step 4; training stopped"):
+        train("diffusion", grid, tmp_path / "run", budget=Budget(steps=10), progress=False,
+              checkpoint_every_steps=2, on_step=poison)
+    # The last good checkpoint is still there and finite.
+    model, _, state = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in model.values())
+
+
+def test_run_folder_is_never_overwritten(grid, tmp_path):
+    train("vae", grid, tmp_path / "run", budget=Budget(steps=2), progress=False)
+    with pytest.raises(RunError, match="already holds a run"):
+        train("vae", grid, tmp_path / "run", budget=Budget(steps=2), progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.tex").write_text("precious")
+    with pytest.raises(RunError, match="not empty"):
+        train("vae", grid, tmp_path / "busy", budget=Budget(steps=2), progress=False)
+    assert (tmp_path / "busy" / "thesis.tex").read_text() == "precious"
+    with pytest.raises(RunError, match="holds a vae run"):
+        train("gan", grid, tmp_path / "run", budget=Budget(steps=4), resume=True, progress=False)
+
+
+def test_learning_rate_schedule():
+    assert learning_rate_scale(0, 0.0, 10, "none", 0.1) == pytest.approx(0.1)
+    assert learning_rate_scale(50, 0.0, 10, "cosine", 0.1) == pytest.approx(1.0)
+    assert learning_rate_scale(50, 0.5, 10, "cosine", 0.1) == pytest.approx(0.55)
+    assert learning_rate_scale(50, 1.0, 10, "cosine", 0.1) == pytest.approx(0.1)
+
+
+def test_time_budget_stops_training(grid, tmp_path):
+    result = train("vae", grid, tmp_path / "run", budget=Budget(seconds=1.0), progress=False)
+    assert result.seconds >= 1.0 and result.steps > 1
