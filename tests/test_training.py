@@ -128,3 +128,20 @@ def test_learning_rate_schedule():
 def test_time_budget_stops_training(grid, tmp_path):
     result = train("vae", grid, tmp_path / "run", budget=Budget(seconds=1.0), progress=False)
     assert result.seconds >= 1.0 and result.steps > 1
+
+
+def test_bf16_autocast_trains_and_is_recorded(digits, tmp_path):
+    result = train("diffusion", digits, tmp_path / "run", budget=Budget(steps=3), precision="bf16",
+                   overrides=SMALL["diffusion"], progress=False)
+    assert result.steps == 3 and all(np.isfinite(v) for v in result.losses.values())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["precision"] == "bf16"
+    model, _, _ = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert all(v.dtype == torch.float32 for v in model.values())  # weights stay fp32 under autocast
+
+
+def test_fp16_on_cpu_is_refused(grid, tmp_path):
+    from trilemma.errors import UnsupportedRequest
+
+    with pytest.raises(UnsupportedRequest, match="fp16 needs a CUDA device"):
+        train("vae", grid, tmp_path / "run", budget=Budget(steps=1), precision="fp16", progress=False)

@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides["optim"] = replace(optim, **optim_changes)
     result = train(
         args.family, dataset, args.out, budget=budget, seed=args.seed, device=args.device,
-        resume=args.resume, conditional=args.conditional, overrides=overrides,
+        resume=args.resume, conditional=args.conditional, precision=args.precision, overrides=overrides,
         checkpoint_every_steps=args.checkpoint_every, progress=not args.quiet,
     )
     run = load_run(args.out, args.device)
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision; auto = bf16 on CUDA or AMX CPUs, else fp32")
     p.add_argument("--conditional", action="store_true", help="class-conditional model (labelled data)")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)
@@ -183,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=500)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=cmd_sample)
+    from trilemma.evaluate_cli import add_evaluate_parser
+    add_evaluate_parser(commands)
     return parser
 
 

@@ -22,7 +22,7 @@ import torch
 from trilemma import __version__
 from trilemma.checkpoints import latest_checkpoint, load_checkpoint, read_json, save_checkpoint, write_json_atomic
 from trilemma.data import Dataset
-from trilemma.device import describe_device, resolve_device
+from trilemma.device import autocast, describe_device, resolve_device, resolve_precision
 from trilemma.ema import EMA
 from trilemma.errors import RunError, TrainingDiverged
 from trilemma.families import DataShape, Family, family_class
@@ -170,6 +170,7 @@ def train(
     device: str = "auto",
     resume: bool = False,
     conditional: bool = False,
+    precision: str = "fp32",
     overrides: dict[str, Any] | None = None,
     checkpoint_every_seconds: float = 60.0,
     checkpoint_every_steps: int | None = None,
@@ -195,10 +196,12 @@ def train(
         cls = family_class(family_name)
         config = cls.config_class.from_json(stored["family_config"])
         budget = budget or Budget(**stored["budget"])
+        precision = stored.get("precision", "fp32")
     else:
         budget = budget or default_budget(dataset)
         cls = family_class(family_name)
         config = cls.default_config(_data_shape(dataset, conditional), **(overrides or {}))
+    precision = resolve_precision(precision, torch_device)
     if config.data.num_classes and dataset.y_train is None:
         raise RunError(f"{dataset.name}: a conditional model needs labelled data, and this data has no labels")
 
@@ -208,6 +211,8 @@ def train(
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
+    if precision == "fp16":
+        family.grad_scaler = torch.amp.GradScaler(torch_device.type)
     ema = EMA(family.averaged_network(), config.optim.ema_power, config.optim.ema_max_decay)
     step, elapsed = 0, 0.0
 
@@ -220,6 +225,7 @@ def train(
             "seed": seed,
             "budget": {"steps": budget.steps, "seconds": budget.seconds},
             "device": describe_device(torch_device),
+            "precision": precision,
             "parameters": sum(p.numel() for p in family.parameters()),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
@@ -235,6 +241,8 @@ def train(
             if torch_device.type == "cuda" and state["rng"].get("cuda") is not None:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], torch_device)
             step, elapsed = state["step"], state["elapsed_seconds"]
+            if family.grad_scaler is not None and state.get("grad_scaler"):
+                family.grad_scaler.load_state_dict(state["grad_scaler"])
 
     x_train = dataset.x_train
     y_train = dataset.y_train if config.data.num_classes else None
@@ -255,6 +263,7 @@ def train(
                 "cuda": torch.cuda.get_rng_state(torch_device) if torch_device.type == "cuda" else None,
             },
             "losses": last_losses,
+            "grad_scaler": family.grad_scaler.state_dict() if family.grad_scaler is not None else None,
         }
         save_checkpoint(run_dir, step, family.state_dict(), ema.state_dict(), state)
 
@@ -280,7 +289,10 @@ def train(
             for optimizer in optimizers.values():
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * scale
-            losses = family.training_step(x, labels, optimizers)
+            with autocast(torch_device, precision):
+                losses = family.training_step(x, labels, optimizers)
+            if family.grad_scaler is not None:
+                family.grad_scaler.update()
             values = torch.stack([v.float() for v in losses.values()]).cpu()
             if not torch.isfinite(values).all():
                 bad = {k: float(v) for k, v in zip(losses, values) if not math.isfinite(float(v))}

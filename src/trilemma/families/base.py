@@ -149,12 +149,24 @@ class Family(nn.Module):
             )
         return labels.to(self.device)
 
-    def clip_and_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Gradient-norm clipping (when configured), then the update."""
+    grad_scaler: torch.amp.GradScaler | None = None  # set by the training loop for fp16
+
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward, gradient-norm clipping (when configured), update; loss-scaled under fp16."""
+        optimizer.zero_grad(set_to_none=True)
+        scaler = self.grad_scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
         if self.config.optim.grad_clip > 0:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.optim.grad_clip)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+        else:
+            optimizer.step()
 
     @staticmethod
     def reject_options(options: dict[str, Any], family: str) -> None:

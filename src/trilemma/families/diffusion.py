@@ -141,10 +141,7 @@ class Diffusion(Family):
 
     def training_step(self, x, labels, optimizers):
         loss = self.loss(x, labels)
-        optimizer = optimizers["denoiser"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.clip_and_step(optimizer)
+        self.optimize(loss, optimizers["denoiser"])
         return {"loss": loss.detach()}
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, guidance: float):

@@ -122,17 +122,13 @@ class GAN(Family):
             r1 = gradient.square().flatten(1).sum(1).mean()
             d_loss = d_loss + 0.5 * self.config.r1_gamma * r1
             losses["r1"] = r1.detach()
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.clip_and_step(d_opt)
+        self.optimize(d_loss, d_opt)
 
         # Generator step, on the same fakes against the updated discriminator.
         self.discriminator.requires_grad_(False)  # D's weight gradients are not needed here
         g_loss = self.generator_loss(self.critic(fake, labels))
-        g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
+        self.optimize(g_loss, g_opt)
         self.discriminator.requires_grad_(True)
-        self.clip_and_step(g_opt)
         losses["g_loss"] = g_loss.detach()
         losses["d_real"] = real_logits.mean().detach()
         losses["d_fake"] = fake_logits.mean().detach()

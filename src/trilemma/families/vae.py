@@ -97,10 +97,7 @@ class VAE(Family):
     def training_step(self, x, labels, optimizers):
         reconstruction, kl = self.negative_elbo(x, labels)
         loss = (reconstruction + self.config.beta * kl).mean()
-        optimizer = optimizers["vae"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.clip_and_step(optimizer)
+        self.optimize(loss, optimizers["vae"])
         return {"loss": loss.detach(), "recon": reconstruction.mean().detach(), "kl": kl.mean().detach()}
 
     @torch.no_grad()

@@ -1,0 +1,330 @@
+"""`trilemma evaluate FILE.npz|RUN_DIR`: measure samples against real data and print the table.
+
+Argument handling and printing only; the numbers come from `trilemma.evaluation.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from trilemma.errors import DataError, UnsupportedRequest
+
+# Labels for the printed table; a metric not listed here is printed under its own key.
+LABELS = {
+    "fid_bias_estimate": "FD of a perfect model (bias)",
+    "fid_real_floor": "FD of real images",
+    "kid_mean": "KID",
+    "kid_subset_size": "KID subset size",
+    "classes_covered": "classes covered",
+    "class_kl_to_real": "class KL to real (nats)",
+    "classifier_score": "classifier score",
+    "classifier_score_real": "classifier score of real",
+    "label_agreement": "label agreement",
+    "relative_sharpness": "relative sharpness",
+    "memorisation_ratio_features": "nearest-train ratio (features)",
+    "near_copy_fraction_features": "near copies (features)",
+    "memorisation_ratio_pixels": "nearest-train ratio (pixels)",
+    "near_copy_fraction_pixels": "near copies (pixels)",
+    "modes_covered": "modes covered",
+    "high_quality_fraction": "high-quality samples",
+    "real_high_quality_fraction": "high-quality real points",
+    "reverse_kl_modes": "reverse KL to uniform modes",
+    "memorisation_ratio": "nearest-train ratio",
+    "near_copy_fraction": "near copies",
+}
+HIDDEN = {"fid", "fid_name", "kid_std", "num_classes", "num_modes"}
+SAMPLERS_OF = {"vae": "decoder", "gan": "generator"}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def add_evaluate_parser(commands: Any) -> None:
+    """Register `evaluate` on the CLI's sub-command parsers."""
+    p = commands.add_parser("evaluate", help="measure samples (an .npz file or a trained run) "
+                            "against real data")
+    p.add_argument("source", metavar="FILE.npz|RUN_DIR",
+                   help="samples written by `trilemma sample` (x, and y if conditional), or a "
+                   "run folder to sample from")
+    p.add_argument("--data", help="the real data (a data spec, as for train); default for a run: "
+                   "the data it was trained on")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results here")
+    p.add_argument("--n", type=_positive_int,
+                   help="samples to draw from a run (default 2000 images, 2500 points), or the "
+                   "first N of a file")
+    p.add_argument("--n-real", type=_positive_int,
+                   help="real reference samples (default: the whole reference split)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and evaluation seed")
+    p.add_argument("--inception-weights", metavar="PATH",
+                   help="pytorch-fid's Inception weights file: FID comparable with published ones")
+    p.add_argument("--reference", choices=["heldout", "train"], default="heldout",
+                   help="real split to compare with (default heldout)")
+    p.add_argument("--nfe-curve", action="store_true",
+                   help="diffusion runs: FD against network evaluations for each sampler")
+    p.add_argument("--nfe-curve-n", type=_positive_int, default=500,
+                   help="samples per point of the NFE curve (default 500)")
+    p.add_argument("--iwae-k", type=int, default=0, metavar="K",
+                   help="VAE runs: importance-weighted log-likelihood of the held-out data with "
+                   "K samples (default 0: off)")
+    p.add_argument("--batch-size", type=_positive_int, default=500)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.set_defaults(run=cmd_evaluate)
+
+
+def _read_samples(path: Path, n: int | None):
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if not hasattr(arrays, "files"):
+                raise DataError(f"{path}: expected an .npz file with an array 'x'")
+            if "x" not in arrays.files:
+                raise DataError(f"{path}: holds no array 'x' (found: {', '.join(arrays.files)})")
+            x = arrays["x"]
+            y = arrays["y"] if "y" in arrays.files else None
+    except (ValueError, OSError, EOFError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: cannot read as an .npz file ({reason})") from None
+    if y is not None and (y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu"):
+        raise DataError(f"{path}: labels 'y' must be {len(x)} integers, not {y.dtype} {y.shape}")
+    if n is not None:
+        if n > len(x):
+            raise DataError(f"{path}: --n {n} but the file holds {len(x)} samples")
+        x, y = x[:n], None if y is None else y[:n]
+    return x, y
+
+
+def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
+    from trilemma.metrics.speed import training_cost
+
+    family = run.family
+    config = getattr(family, "config", None)
+    sampler = getattr(config, "sampler", None) or SAMPLERS_OF.get(family.name, family.name)
+    steps = getattr(config, "sampler_steps", None)
+    if sampler == "ddpm":
+        steps = config.num_train_timesteps
+    cost = training_cost(run.run_dir, count_flops=False)
+    return {
+        "source": str(run.run_dir),
+        "sampler": sampler,
+        "sampler_steps": steps,
+        "nfe": samples.nfe,
+        "seed": samples.info.get("seed"),
+        "sampling_seconds": samples.seconds,
+        "samples_per_s": samples.samples_per_second,
+        "run": {
+            "family": run.config["family"],
+            "data": run.config["data"].get("spec"),
+            "step": run.step,
+            "train_seconds": cost["train_seconds"],
+            "images_per_s": cost["images_per_s"],
+            "parameters": cost["parameters"],
+            "budget": cost["budget"],
+            "device": cost["device"],
+            "conditional": bool(run.config["family_config"]["data"].get("num_classes")),
+        },
+    }
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, int)):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The table `trilemma evaluate` prints: metric and value, provenance and notes below."""
+    metrics = result["metrics"]
+    rows = []
+    for key, value in metrics.items():
+        if key in HIDDEN:
+            continue
+        text = _format(value)
+        if key == "kid_mean":
+            text = f"{_format(value)} ± {_format(metrics['kid_std'])}"
+        elif key == "classes_covered":
+            text = f"{value} / {metrics['num_classes']}"
+        elif key == "modes_covered":
+            text = f"{value} / {metrics['num_modes']}"
+        rows.append((LABELS.get(key, key), text))
+    likelihood = result.get("likelihood")
+    if likelihood:
+        where = f"{likelihood['n']} {likelihood['split']}, k={likelihood['k']}"
+        rows.append((f"NLL, IWAE bound ({where})", f"{_format(likelihood['nll_nats'])} nats"))
+        rows.append(("NLL in bits per dimension", _format(likelihood["bits_per_dim"])))
+        rows.append(("-ELBO", f"{_format(likelihood['negative_elbo_nats'])} nats"))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"  {label:<{width}}  {text}" for label, text in rows]
+    p = result["provenance"]
+    sampler = p.get("sampler") or "unknown sampler"
+    if p.get("sampler_steps"):
+        sampler += f" {p['sampler_steps']} steps"
+    sha = (p.get("extractor_sha256") or "")[:12]
+    lines.append(
+        f"provenance: {p['extractor']}{f' (sha256 {sha}…)' if sha else ''}; "
+        f"{p['n_generated']} generated vs {p['n_real']} real ({p['reference']} split of "
+        f"{p['data']}); {sampler}, NFE {_format(p.get('nfe'))}; sampling seed "
+        f"{_format(p.get('seed'))}, evaluation seed {p['evaluation_seed']}"
+    )
+    lines += [f"note: {note}" for note in result.get("notes", [])]
+    if result.get("nfe_curve"):
+        lines.append("")
+        lines.append(format_nfe_curve(result["nfe_curve"]))
+    return "\n".join(lines)
+
+
+def format_nfe_curve(rows: list[dict[str, Any]]) -> str:
+    name = rows[0]["fid_name"]
+    header = f"  {'sampler':<13} {'steps':>5} {'NFE':>5} {name:>16} {'KID':>10} {'samples/s':>10}"
+    lines = [f"{name} against network evaluations (n = {rows[0]['n_generated']} per point)",
+             header]
+    for row in rows:
+        lines.append(f"  {row['sampler']:<13} {row['steps']:>5} {row['nfe']:>5} "
+                     f"{_format(row['fid']):>16} {_format(row['kid_mean']):>10} "
+                     f"{row['samples_per_s']:>10.1f}")
+    return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: NaN and infinities become null, so browsers' JSON.parse reads the file."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):  # NumPy and torch scalars
+        return _jsonable(value.item())
+    return value
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from trilemma.checkpoints import write_json_atomic
+    from trilemma.data import load_data
+    from trilemma.evaluation import (
+        DEFAULT_N,
+        builtin_name,
+        check_samples,
+        describe_shape,
+        evaluate,
+        fid_against_nfe,
+    )
+    from trilemma.metrics.features import FeatureCache, extractor_for
+
+    source = Path(args.source)
+    json_out = Path(args.json_out) if args.json_out else None
+    if json_out is not None and not json_out.parent.exists():
+        raise UnsupportedRequest(f"--json {json_out}: folder {json_out.parent} does not exist")
+    if args.iwae_k < 0:
+        raise UnsupportedRequest(f"--iwae-k must be 0 (off) or positive, not {args.iwae_k}")
+    if not source.exists():
+        raise DataError(f"{source}: no such sample file or run folder")
+    is_run = source.is_dir()
+    if not is_run and source.suffix.lower() != ".npz":
+        raise DataError(f"{source}: give an .npz sample file or a run folder")
+    if not is_run and (args.nfe_curve or args.iwae_k):
+        option = "--nfe-curve" if args.nfe_curve else "--iwae-k"
+        raise UnsupportedRequest(f"{option} needs a run folder, not a sample file")
+
+    run = None
+    if is_run:
+        from trilemma.sampling import load_run
+
+        run = load_run(source, args.device)
+        spec = args.data or run.config["data"].get("spec") or run.config["data"]["name"]
+    elif args.data is None:
+        raise DataError(f"{source}: give --data SPEC, the real data to compare the samples with")
+    else:
+        spec = args.data
+    dataset = load_data(spec)
+
+    if run is not None:
+        made = tuple(run.config["family_config"]["data"]["sample_shape"])
+        if made != tuple(dataset.sample_shape):
+            raise DataError(f"{source}: the model makes {describe_shape(made)} samples but "
+                            f"{dataset.name} holds {describe_shape(dataset.sample_shape)}")
+        if args.nfe_curve and run.family.default_sampler is None:
+            raise UnsupportedRequest(f"--nfe-curve: {source} is a {run.config['family']} run; "
+                                     "only diffusion models have a choice of sampler")
+        if args.iwae_k and not hasattr(run.family, "encode"):
+            raise UnsupportedRequest(f"--iwae-k: {source} is a {run.config['family']} run; "
+                                     "only a VAE has an encoder for the likelihood bound")
+        from trilemma.sampling import generate
+
+        n = args.n or DEFAULT_N[dataset.kind]
+        samples = generate(run.family, run.normalizer, n, seed=args.seed,
+                           batch_size=args.batch_size)
+        x, y = samples.x, samples.y
+        provenance = _run_provenance(run, samples)
+    else:
+        x, y = _read_samples(source, args.n)
+        provenance = {"source": str(source), "sampler": None, "nfe": None, "seed": None}
+    check_samples(x, dataset, str(source))
+
+    extractor = None
+    if dataset.kind == "image":
+        device = run.family.device if run is not None else args.device
+        extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape,
+                                  inception_weights=args.inception_weights, device=device)
+    elif args.inception_weights:
+        raise UnsupportedRequest(f"--inception-weights: {dataset.name} holds points, not images")
+    cache = FeatureCache()
+    result = evaluate(x, dataset, samples_y=y, extractor=extractor, n_real=args.n_real,
+                      reference=args.reference, seed=args.seed, provenance=provenance,
+                      cache=cache, source=str(source))
+    if args.nfe_curve:
+        result["nfe_curve"] = fid_against_nfe(
+            run.family, run.normalizer, dataset, n=args.nfe_curve_n, seed=args.seed,
+            extractor=extractor, reference=args.reference, n_real=args.n_real,
+            batch_size=args.batch_size, cache=cache,
+        )
+    if args.iwae_k:
+        result["likelihood"] = _heldout_likelihood(run, dataset, args)
+        if result["likelihood"]["likelihood"] == "bernoulli":
+            result["notes"].append(
+                "The VAE's NLL is a Bernoulli likelihood of grey levels: it compares with other "
+                "Bernoulli-VAE figures on the same data, and with published MNIST figures "
+                "(about 87-90 nats) only on binarised images."
+            )
+
+    print(f"{len(x)} samples from {source} against {dataset.name}:")
+    print(format_result(result))
+    if json_out is not None:
+        write_json_atomic(json_out, _jsonable(result))
+        print(f"results in {json_out}")
+
+
+def _heldout_likelihood(run: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """IWAE NLL of (up to 1,000) held-out samples, the VAE's own measure of fit."""
+    import numpy as np
+    import torch
+
+    from trilemma.metrics.likelihood import negative_log_likelihood
+
+    count = min(1000, len(dataset.x_heldout))
+    # The split is stored in index order, often sorted by class: take a seeded random subset.
+    index = torch.from_numpy(np.sort(
+        np.random.default_rng(args.seed).choice(len(dataset.x_heldout), count, replace=False)))
+    x = dataset.x_heldout[index]
+    labels = None
+    if run.family.conditional and dataset.y_heldout is not None:
+        labels = dataset.y_heldout[index]
+    result = negative_log_likelihood(
+        run.family, run.normalizer.to_model(x), k=args.iwae_k, labels=labels, seed=args.seed,
+        normalizer=run.normalizer,
+    )
+    result["split"] = "heldout"
+    return result
