@@ -1,10 +1,12 @@
 """Evaluation cost at the scale of a real comparison: 10,000 against 10,000 MNIST-sized images.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_evaluation.py [--n 10000] [--device cpu] [--full]
+    OMP_NUM_THREADS=1 python benchmarks/bench_evaluation.py [--n 10000] [--device cpu] [--full]
 
 Times feature extraction with the shipped lenet-mnist extractor (both sets), then the Fréchet
 distance, KID (100 subsets of 1,000) and precision/recall/density/coverage (k = 5) on those
-features. Target: 30 s in all on the 2-core development CPU.
+features. Target: 30 s in all on the 2-core development CPU. While other jobs load the
+cores, use one thread: measured under a load of about 3, KID took 1.4 s on one thread and
+17 s on two, whose threads then wait on each other at every one of its many small operations.
 
 The two sets are built from the 5,000 MNIST images the package ships (train and held-out
 splits together): each set holds every image twice, each copy shifted by an independent

@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="autocast precision; auto = bf16 on CUDA or AMX CPUs, else fp32")
+                   help="autocast precision; auto = bf16 on CUDA, fp32 on the CPU")
     p.add_argument("--conditional", action="store_true", help="class-conditional model (labelled data)")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)

@@ -250,6 +250,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     else:
         spec = args.data
     dataset = load_data(spec)
+    if args.inception_weights and dataset.kind != "image":
+        raise UnsupportedRequest(f"--inception-weights: {dataset.name} holds points, not images")
 
     if run is not None:
         made = tuple(run.config["family_config"]["data"]["sample_shape"])
@@ -279,8 +281,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         device = run.family.device if run is not None else args.device
         extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape,
                                   inception_weights=args.inception_weights, device=device)
-    elif args.inception_weights:
-        raise UnsupportedRequest(f"--inception-weights: {dataset.name} holds points, not images")
     cache = FeatureCache()
     result = evaluate(x, dataset, samples_y=y, extractor=extractor, n_real=args.n_real,
                       reference=args.reference, seed=args.seed, provenance=provenance,

@@ -202,7 +202,7 @@ def train(
         cls = family_class(family_name)
         config = cls.default_config(_data_shape(dataset, conditional), **(overrides or {}))
     precision = resolve_precision(precision, torch_device)
-    if config.data.num_classes and dataset.y_train is None:
+    if (conditional or config.data.num_classes) and dataset.y_train is None:
         raise RunError(f"{dataset.name}: a conditional model needs labelled data, and this data has no labels")
 
     torch.manual_seed(seed)

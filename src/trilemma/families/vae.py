@@ -23,7 +23,7 @@ from trilemma.nets.mlp import LabelledMLP
 class VAEConfig(FamilyConfig):
     latent_dim: int = 16
     beta: float = 1.0
-    base_width: int = 32
+    base_width: int = 16  # channels at full resolution; sized for ~3 CPU-minutes on mnist
     mlp_width: int = 256
     temperature: float = 1.0  # prior scale at sampling time; < 1 trades diversity for fidelity
 

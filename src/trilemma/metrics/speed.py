@@ -11,7 +11,6 @@ the fraction travels between machines.
 
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
@@ -59,12 +58,17 @@ def peak_memory(device: torch.device | str | None = None) -> dict[str, int | Non
     ran before counts too): kibibytes on Linux, bytes on macOS. The CUDA figure is
     `torch.cuda.max_memory_allocated`, since the last `reset_peak_memory_stats`.
     """
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_bytes = rss if sys.platform == "darwin" else rss * 1024
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        rss_bytes = None
+    else:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_bytes = int(rss if sys.platform == "darwin" else rss * 1024)
     cuda = None
     if device is not None and torch.device(device).type == "cuda":
         cuda = int(torch.cuda.max_memory_allocated(torch.device(device)))
-    return {"max_rss_bytes": int(rss_bytes), "cuda_max_allocated_bytes": cuda}
+    return {"max_rss_bytes": rss_bytes, "cuda_max_allocated_bytes": cuda}
 
 
 def sampling_speed(
@@ -156,8 +160,10 @@ def training_cost(
     at the run's batch size are counted on the CPU (see `training_step_flops`) and
     ``achieved_gflops`` = FLOPs per step × steps / train_seconds; with `peak_gflops`
     (`matmul_peak_gflops` measured on the machine that trained), also its fraction of that
-    peak. The run's peak memory is not recorded by the training loop, so it is not here;
-    `peak_memory` measures it in the process that trains.
+    peak; measure that peak in the dtype the run trained in (``precision`` in its config:
+    bf16 matmuls have a higher ceiling than fp32). The run's peak memory is not recorded by
+    the training loop, so it is not here; `peak_memory` measures it in the process that
+    trains.
     """
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json")
