@@ -16,11 +16,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import matmul_peak_gflops, record  # noqa: E402
+from common import matmul_peak_gflops, record
 
-from trilemma.data import load_data  # noqa: E402
-from trilemma.device import resolve_device  # noqa: E402
-from trilemma.families import DataShape, build_family  # noqa: E402
+from trilemma.data import load_data
+from trilemma.device import resolve_device
+from trilemma.families import DataShape, build_family
 
 
 def measure(name: str, data, device: torch.device, seconds: float) -> dict:

@@ -49,7 +49,7 @@ def test_image_run_writes_uint8_nhwc_and_labels_for_conditional(run_cli, tmp_pat
     code, _, err = run_cli("train", "--family", "vae", "--data", "digits", "--out", run, "--steps", 30,
                            "--conditional", "--quiet")
     assert code == 0, err
-    code, out, err = run_cli("sample", run, "--n", 20, "--out", tmp_path / "s.npz", "--class", 3,
+    code, _out, err = run_cli("sample", run, "--n", 20, "--out", tmp_path / "s.npz", "--class", 3,
                              "--grid", tmp_path / "grid.png")
     assert code == 0, err
     arrays = np.load(tmp_path / "s.npz")

@@ -143,7 +143,7 @@ def test_bad_input_catalogue_gives_one_clear_line_and_modifies_nothing(tmp_path,
         with pytest.raises(DataError) as error:
             load_data(spec)
         assert expected in str(error.value), name
-        code, out, err = run_cli("train", "--family", "vae", "--data", spec, "--out", tmp_path / "run", "--steps", "1")
+        code, _out, err = run_cli("train", "--family", "vae", "--data", spec, "--out", tmp_path / "run", "--steps", "1")
         assert code == 2, name
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("trilemma: error:") and expected in lines[0], (name, err)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trilemma.errors import RunError
@@ -73,7 +74,7 @@ def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, to
         raise RunError(f"{path}: missing")
     try:
         return load_file(str(path), device=str(device))
-    except Exception as error:  # safetensors raises its own error types
+    except (SafetensorError, OSError, ValueError) as error:
         raise RunError(f"{path}: unreadable safetensors file ({error})") from None
 
 

@@ -130,6 +130,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
     arrays = {"x": samples.x}
     if samples.y is not None:
         arrays["y"] = samples.y
+    config = run.family.config
+    sampler = options.get("sampler") or getattr(config, "sampler", None) or f"{run.config['family']} (one pass)"
+    steps = options.get("steps") or (getattr(config, "num_train_timesteps", None) if sampler == "ddpm"
+                                     else getattr(config, "sampler_steps", None))
+    # How the samples were made travels with them (a JSON string, not a pickle), for `evaluate`.
+    arrays["provenance"] = np.array(json.dumps({
+        "run": str(run.run_dir), "family": run.config["family"], "step": run.step,
+        "data": run.config["data"].get("spec"), "sampler": sampler, "sampler_steps": steps,
+        "nfe": samples.nfe, "seed": args.seed, "samples_per_s": samples.samples_per_second,
+        **{k: v for k, v in options.items() if k not in ("sampler", "steps")},
+    }))
     tmp = out.with_name(f".{out.stem}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, out)

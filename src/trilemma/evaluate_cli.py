@@ -6,6 +6,7 @@ Argument handling and printing only; the numbers come from `trilemma.evaluation.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def _read_samples(path: Path, n: int | None):
                 raise DataError(f"{path}: holds no array 'x' (found: {', '.join(arrays.files)})")
             x = arrays["x"]
             y = arrays["y"] if "y" in arrays.files else None
-    except (ValueError, OSError, EOFError) as error:
+            made = json.loads(str(arrays["provenance"])) if "provenance" in arrays.files else {}
+    except (ValueError, OSError, EOFError) as error:  # JSONDecodeError is a ValueError
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"{path}: cannot read as an .npz file ({reason})") from None
     if y is not None and (y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu"):
@@ -98,7 +100,7 @@ def _read_samples(path: Path, n: int | None):
         if n > len(x):
             raise DataError(f"{path}: --n {n} but the file holds {len(x)} samples")
         x, y = x[:n], None if y is None else y[:n]
-    return x, y
+    return x, y, made
 
 
 def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
@@ -272,8 +274,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         x, y = samples.x, samples.y
         provenance = _run_provenance(run, samples)
     else:
-        x, y = _read_samples(source, args.n)
-        provenance = {"source": str(source), "sampler": None, "nfe": None, "seed": None}
+        x, y, made = _read_samples(source, args.n)
+        # `trilemma sample` records how it made the file; other files are of unknown origin.
+        provenance = {"source": str(source), "sampler": None, "nfe": None, "seed": None, **made}
     check_samples(x, dataset, str(source))
 
     extractor = None

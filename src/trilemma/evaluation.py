@@ -28,6 +28,7 @@ import torch
 from trilemma.data import BUILTIN_NAMES, Dataset, Normalizer
 from trilemma.data.mixtures import MIXTURES
 from trilemma.errors import DataError, UnsupportedRequest
+from trilemma.metrics.cas import classification_accuracy_score
 from trilemma.metrics.classes import class_histogram, classifier_score
 from trilemma.metrics.features import (
     DomainClassifierExtractor,
@@ -307,6 +308,15 @@ def _evaluate_images(fake: torch.Tensor, fake_y: torch.Tensor | None, dataset: D
         if fake_y is not None:
             # A conditional model is asked for a class; the classifier says whether it got one.
             metrics["label_agreement"] = float((fake_p.argmax(axis=1) == fake_y.numpy()).mean())
+    if fake_y is not None and dataset.y_heldout is not None and dataset.num_classes:
+        # CAS, beside the same classifier trained on as many real training images.
+        real_n = min(m, len(dataset.x_train))
+        real_index = np.sort(np.random.default_rng(seed).choice(len(dataset.x_train), real_n, replace=False))
+        metrics["cas"] = classification_accuracy_score(
+            fake, fake_y, dataset.x_heldout, dataset.y_heldout, dataset.num_classes, seed=seed)
+        metrics["cas_real_baseline"] = classification_accuracy_score(
+            dataset.x_train[real_index], dataset.y_train[real_index], dataset.x_heldout,
+            dataset.y_heldout, dataset.num_classes, seed=seed)
 
     real_sharpness = float(laplacian_variance(real.x).mean())
     fake_sharpness = float(laplacian_variance(fake).mean())

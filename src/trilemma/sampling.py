@@ -13,7 +13,7 @@ import torch
 
 from trilemma.checkpoints import latest_checkpoint, load_tensors, read_json
 from trilemma.data import Normalizer
-from trilemma.device import resolve_device, sampling_generator
+from trilemma.device import memory_format, resolve_device, sampling_generator
 from trilemma.errors import RunError
 from trilemma.families import Family, family_class
 
@@ -51,7 +51,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
         raise RunError(f"{run_dir}: holds no checkpoint yet (training has not saved one)")
     torch_device = resolve_device(device)
     cls = family_class(config["family"])
-    family = cls(cls.config_class.from_json(config["family_config"])).to(torch_device)
+    family_config = cls.config_class.from_json(config["family_config"])
+    family = cls(family_config).to(torch_device, memory_format=memory_format(family_config.data.kind))
     try:
         family.load_state_dict(load_tensors(checkpoint / "model.safetensors", torch_device))
         family.averaged_network().load_state_dict(load_tensors(checkpoint / "ema.safetensors", torch_device))

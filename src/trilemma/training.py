@@ -20,12 +20,19 @@ from typing import Any
 import torch
 
 from trilemma import __version__
-from trilemma.checkpoints import latest_checkpoint, load_checkpoint, read_json, save_checkpoint, write_json_atomic
+from trilemma.checkpoints import (
+    latest_checkpoint,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    write_json_atomic,
+)
 from trilemma.data import Dataset
-from trilemma.device import autocast, describe_device, resolve_device, resolve_precision
+from trilemma.device import autocast, describe_device, memory_format, resolve_device, resolve_precision
 from trilemma.ema import EMA
 from trilemma.errors import RunError, TrainingDiverged
 from trilemma.families import DataShape, Family, family_class
+from trilemma.metrics.speed import peak_memory
 
 
 @dataclass
@@ -206,7 +213,8 @@ def train(
         raise RunError(f"{dataset.name}: a conditional model needs labelled data, and this data has no labels")
 
     torch.manual_seed(seed)
-    family = cls(config).to(torch_device)
+    layout = memory_format(config.data.kind)
+    family = cls(config).to(torch_device, memory_format=layout)
     optimizers = family.build_optimizers()
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
@@ -264,6 +272,7 @@ def train(
             },
             "losses": last_losses,
             "grad_scaler": family.grad_scaler.state_dict() if family.grad_scaler is not None else None,
+            "peak_memory": peak_memory(torch_device),
         }
         save_checkpoint(run_dir, step, family.state_dict(), ema.state_dict(), state)
 
@@ -281,6 +290,7 @@ def train(
                 order_epoch = epoch
             index = order[position * batch_size:(position + 1) * batch_size]
             x = dataset.normalizer.to_model(x_train[index].to(torch_device, non_blocking=True))
+            x = x.contiguous(memory_format=layout)
             labels = y_train[index].to(torch_device) if y_train is not None else None
             scale = learning_rate_scale(
                 step, budget.progress(step, elapsed), config.optim.warmup_steps,

@@ -18,7 +18,7 @@ from trilemma.data.files import load_array_file, load_image_folder
 from trilemma.data.mixtures import MIXTURES
 from trilemma.errors import DataError
 
-__all__ = ["Dataset", "Normalizer", "load_data", "BUILTIN_NAMES", "parse_spec"]
+__all__ = ["BUILTIN_NAMES", "Dataset", "Normalizer", "load_data", "parse_spec"]
 
 BUILTIN_NAMES = ("mnist", "digits", "ring8", "grid25")
 SPLIT_SEED = 0  # fixed: every family and every run sees the same split

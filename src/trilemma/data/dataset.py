@@ -102,12 +102,12 @@ def split_indices(
     rng = np.random.default_rng(seed)
     if labels is None:
         order = rng.permutation(n)
-        n_heldout = int(round(n * heldout_fraction))
+        n_heldout = round(n * heldout_fraction)
         return np.sort(order[n_heldout:]), np.sort(order[:n_heldout])
     train, heldout = [], []
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
-        n_heldout = int(round(len(members) * heldout_fraction))
+        n_heldout = round(len(members) * heldout_fraction)
         heldout.append(members[:n_heldout])
         train.append(members[n_heldout:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(heldout))

@@ -11,9 +11,20 @@ from trilemma.families.vae import VAE, VAEConfig
 FAMILIES: dict[str, type[Family]] = {"vae": VAE, "gan": GAN, "diffusion": Diffusion}
 
 __all__ = [
-    "DataShape", "Family", "FamilyConfig", "OptimConfig", "SampleOutput", "FAMILIES",
-    "VAE", "VAEConfig", "GAN", "GANConfig", "Diffusion", "DiffusionConfig", "family_class",
+    "FAMILIES",
+    "GAN",
+    "VAE",
+    "DataShape",
+    "Diffusion",
+    "DiffusionConfig",
+    "Family",
+    "FamilyConfig",
+    "GANConfig",
+    "OptimConfig",
+    "SampleOutput",
+    "VAEConfig",
     "build_family",
+    "family_class",
 ]
 
 

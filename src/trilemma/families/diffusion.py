@@ -7,7 +7,7 @@ composes the two.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -92,11 +92,11 @@ class Diffusion(Family):
     def make_scheduler(self, sampler: str):
         from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-        common = dict(
-            num_train_timesteps=self.config.num_train_timesteps,
-            beta_schedule=SCHEDULES[self.config.schedule],
-            prediction_type=PREDICTIONS[self.config.prediction],
-        )
+        common = {
+            "num_train_timesteps": self.config.num_train_timesteps,
+            "beta_schedule": SCHEDULES[self.config.schedule],
+            "prediction_type": PREDICTIONS[self.config.prediction],
+        }
         clip = self.config.data.is_image  # images live in [-1, 1]; points are unbounded
         if sampler == "ddpm":
             return DDPMScheduler(**common, clip_sample=clip, variance_type="fixed_small")

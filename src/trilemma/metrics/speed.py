@@ -161,9 +161,8 @@ def training_cost(
     ``achieved_gflops`` = FLOPs per step × steps / train_seconds; with `peak_gflops`
     (`matmul_peak_gflops` measured on the machine that trained), also its fraction of that
     peak; measure that peak in the dtype the run trained in (``precision`` in its config:
-    bf16 matmuls have a higher ceiling than fp32). The run's peak memory is not recorded by
-    the training loop, so it is not here; `peak_memory` measures it in the process that
-    trains.
+    bf16 matmuls have a higher ceiling than fp32). ``peak_memory`` is what the training process
+    had reached at its latest checkpoint (see `peak_memory`).
     """
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json")
@@ -189,7 +188,7 @@ def training_cost(
         "budget": config.get("budget"),
         "device": config.get("device"),
         "precision": config.get("precision", "fp32"),
-        "peak_memory": None,
+        "peak_memory": state.get("peak_memory"),
     }
     if count_flops:
         cls = family_class(config["family"])
