@@ -28,7 +28,13 @@ from trilemma.checkpoints import (
     write_json_atomic,
 )
 from trilemma.data import Dataset
-from trilemma.device import autocast, describe_device, memory_format, resolve_device, resolve_precision
+from trilemma.device import (
+    autocast,
+    describe_device,
+    memory_format,
+    resolve_device,
+    resolve_precision,
+)
 from trilemma.ema import EMA
 from trilemma.errors import RunError, TrainingDiverged
 from trilemma.families import DataShape, Family, family_class

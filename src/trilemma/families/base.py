@@ -94,8 +94,20 @@ class Family(nn.Module):
         self.config = config
 
     @classmethod
-    def default_config(cls, data: DataShape, **overrides: Any) -> FamilyConfig:
+    def defaults(cls, data: DataShape) -> FamilyConfig:
+        """The family's measured defaults for this kind of data."""
         raise NotImplementedError
+
+    @classmethod
+    def default_config(cls, data: DataShape, **overrides: Any) -> FamilyConfig:
+        """The defaults, with named fields replaced; an unknown name is refused."""
+        config = cls.defaults(data)
+        known = {f.name for f in fields(config)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise UnsupportedRequest(f"the {cls.name} family has no setting '{key}'")
+            setattr(config, key, value)
+        return config
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError

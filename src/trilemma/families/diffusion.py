@@ -8,7 +8,7 @@ composes the two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -74,7 +74,7 @@ class Diffusion(Family):
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
 
     @classmethod
-    def default_config(cls, data: DataShape, **overrides: Any) -> DiffusionConfig:
+    def defaults(cls, data: DataShape) -> DiffusionConfig:
         if data.is_image:
             optim = OptimConfig(batch_size=128, lr=2e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
             config = DiffusionConfig(data=data, optim=optim, sampler_steps=20)
@@ -84,8 +84,6 @@ class Diffusion(Family):
             optim = OptimConfig(batch_size=1024, lr=1e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
             config = DiffusionConfig(data=data, optim=optim, sampler_steps=50, min_snr_gamma=0.0,
                                      fourier_features=64, fourier_scale=1.0)
-        for key, value in overrides.items():
-            setattr(config, key, value)
         return config
 
     # The maths objects, from diffusers.

@@ -9,7 +9,7 @@ DiffAugment for small data (Zhao et al. 2020). Samples come from an EMA of G
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +63,13 @@ class GAN(Family):
             )
 
     @classmethod
-    def default_config(cls, data: DataShape, **overrides: Any) -> GANConfig:
+    def defaults(cls, data: DataShape) -> GANConfig:
         if data.is_image:
             optim = OptimConfig(batch_size=64, lr=2e-4, ema_max_decay=0.999)
             config = GANConfig(data=data, optim=optim, diffaugment="translation")
         else:
             optim = OptimConfig(batch_size=256, lr=2e-4, ema_max_decay=0.999)
             config = GANConfig(data=data, optim=optim, latent_dim=8)
-        for key, value in overrides.items():
-            setattr(config, key, value)
         return config
 
     def build_optimizers(self):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,15 +48,13 @@ class VAE(Family):
             self.log_scale = nn.Parameter(torch.full((dim,), math.log(0.1)))
 
     @classmethod
-    def default_config(cls, data: DataShape, **overrides: Any) -> VAEConfig:
+    def defaults(cls, data: DataShape) -> VAEConfig:
         if data.is_image:
             optim = OptimConfig(batch_size=64, lr=2e-3, warmup_steps=50, decay="cosine", grad_clip=5.0)
             config = VAEConfig(data=data, optim=optim, latent_dim=16)
         else:
             optim = OptimConfig(batch_size=512, lr=1e-3, warmup_steps=50, decay="cosine", grad_clip=5.0)
             config = VAEConfig(data=data, optim=optim, latent_dim=2)
-        for key, value in overrides.items():
-            setattr(config, key, value)
         return config
 
     def build_optimizers(self):

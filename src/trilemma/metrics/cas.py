@@ -13,7 +13,7 @@ import torch
 
 from trilemma.nets.classifier import accuracy, train_classifier
 
-CAS_EPOCHS = 20
+CAS_EPOCHS = 30
 
 
 def _nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
