@@ -19,17 +19,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import matmul_peak_gflops, record
 
 from trilemma.data import load_data
-from trilemma.device import resolve_device
+from trilemma.device import memory_format, resolve_device
 from trilemma.families import DataShape, build_family
 
 
 def measure(name: str, data, device: torch.device, seconds: float) -> dict:
     torch.manual_seed(0)
     family = build_family(name, DataShape(data.kind, data.sample_shape))
-    family.to(device).train()
+    layout = memory_format(data.kind)  # as the training loop runs it
+    family.to(device, memory_format=layout).train()
     optimizers = family.build_optimizers()
     batch_size = min(family.config.optim.batch_size, len(data.x_train))
-    x = data.normalizer.to_model(data.x_train[:batch_size]).to(device)
+    x = data.normalizer.to_model(data.x_train[:batch_size]).to(device).contiguous(memory_format=layout)
     with FlopCounterMode(display=False) as counter:
         family.training_step(x, None, optimizers)
     flops_per_step = counter.get_total_flops()

@@ -158,7 +158,7 @@ def _data_shape(dataset: Dataset, conditional: bool) -> DataShape:
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
-    """Returns the stored run config when resuming; refuses to overwrite anything."""
+    """Returns the stored run config when resuming; refuses to overwrite anything. Creates nothing."""
     config_path = run_dir / "config.json"
     if resume:
         if not config_path.exists():
@@ -169,7 +169,6 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
             raise RunError(f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
         if run_dir.is_file() or any(run_dir.iterdir()):
             raise RunError(f"{run_dir}: exists and is not empty; choose a new or empty folder for --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
     return None
 
 
@@ -231,6 +230,7 @@ def train(
     step, elapsed = 0, 0.0
 
     if stored is None:
+        run_dir.mkdir(parents=True, exist_ok=True)  # only once every check has passed
         write_json_atomic(run_dir / "config.json", {
             "trilemma_version": __version__,
             "family": family_name,

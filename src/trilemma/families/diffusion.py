@@ -76,7 +76,8 @@ class Diffusion(Family):
     @classmethod
     def defaults(cls, data: DataShape) -> DiffusionConfig:
         if data.is_image:
-            optim = OptimConfig(batch_size=128, lr=2e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
+            # Batch 64 beat 128 at equal compute on mnist (FD-lenet 94 vs 115 after ~180 CPU-s).
+            optim = OptimConfig(batch_size=64, lr=2e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
             config = DiffusionConfig(data=data, optim=optim, sampler_steps=20)
         else:
             # Measured on grid25 at 2,000 steps: raw coordinates reach 40% high-quality samples,
