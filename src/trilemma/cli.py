@@ -38,30 +38,8 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def _apply_overrides(family_name: str, overrides: dict) -> dict:
-    """Split --set pairs between the family config and its optimiser config, checking names."""
-    from dataclasses import fields
-
-    from trilemma.families import OptimConfig, family_class
-
-    cls = family_class(family_name)
-    family_fields = {f.name for f in fields(cls.config_class)} - {"data", "optim"}
-    optim_fields = {f.name for f in fields(OptimConfig)}
-    family, optim = {}, {}
-    for key, value in overrides.items():
-        if key in family_fields:
-            family[key] = tuple(value) if isinstance(value, list) else value
-        elif key in optim_fields:
-            optim[key] = value
-        else:
-            known = ", ".join(sorted(family_fields | optim_fields))
-            raise UnsupportedRequest(f"--set {key}: the {family_name} family has no setting '{key}' (known: {known})")
-    return {"family": family, "optim": optim}
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from trilemma.data import load_data
-    from trilemma.families import family_class
     from trilemma.images import save_sample_picture
     from trilemma.sampling import generate, load_run
     from trilemma.training import Budget, train
@@ -70,22 +48,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     budget = None
     if args.steps or args.minutes:
         budget = Budget(steps=args.steps, seconds=args.minutes * 60 if args.minutes else None)
-    split = _apply_overrides(args.family, _parse_overrides(args.set or []))
-    overrides = dict(split["family"])
-    if split["optim"] or args.batch_size or args.lr:
-        from dataclasses import replace
-
-        from trilemma.families import DataShape
-
-        cls = family_class(args.family)
-        shape = DataShape(dataset.kind, dataset.sample_shape, dataset.num_classes if args.conditional else 0)
-        optim = cls.default_config(shape).optim
-        optim_changes = dict(split["optim"])
-        if args.batch_size:
-            optim_changes["batch_size"] = args.batch_size
-        if args.lr:
-            optim_changes["lr"] = args.lr
-        overrides["optim"] = replace(optim, **optim_changes)
+    overrides = _parse_overrides(args.set or [])
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.lr:
+        overrides["lr"] = args.lr
     result = train(
         args.family, dataset, args.out, budget=budget, seed=args.seed, device=args.device,
         resume=args.resume, conditional=args.conditional, precision=args.precision, overrides=overrides,

@@ -8,7 +8,7 @@ families have (encoding, likelihood, …) are separate protocols in `capabilitie
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -100,13 +100,23 @@ class Family(nn.Module):
 
     @classmethod
     def default_config(cls, data: DataShape, **overrides: Any) -> FamilyConfig:
-        """The defaults, with named fields replaced; an unknown name is refused."""
+        """The defaults with named settings replaced: the family's own fields, or those of its
+        OptimConfig (batch_size, lr, …). An unknown name is refused with the known ones."""
         config = cls.defaults(data)
-        known = {f.name for f in fields(config)}
+        own = {f.name for f in fields(config)} - {"data"}
+        optim = {f.name for f in fields(OptimConfig)}
+        optim_changes = {}
         for key, value in overrides.items():
-            if key not in known:
-                raise UnsupportedRequest(f"the {cls.name} family has no setting '{key}'")
-            setattr(config, key, value)
+            if key in own:
+                current = getattr(config, key)
+                setattr(config, key, tuple(value) if isinstance(current, tuple) else value)
+            elif key in optim:
+                optim_changes[key] = value
+            else:
+                known = ", ".join(sorted((own - {"optim"}) | optim))
+                raise UnsupportedRequest(f"the {cls.name} family has no setting '{key}' (known: {known})")
+        if optim_changes:
+            config.optim = replace(config.optim, **optim_changes)
         return config
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
