@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import matmul_peak_gflops, record
@@ -21,6 +20,7 @@ from common import matmul_peak_gflops, record
 from trilemma.data import load_data
 from trilemma.device import memory_format, resolve_device
 from trilemma.families import DataShape, build_family
+from trilemma.metrics.speed import training_step_flops
 
 
 def measure(name: str, data, device: torch.device, seconds: float) -> dict:
@@ -31,9 +31,7 @@ def measure(name: str, data, device: torch.device, seconds: float) -> dict:
     optimizers = family.build_optimizers()
     batch_size = min(family.config.optim.batch_size, len(data.x_train))
     x = data.normalizer.to_model(data.x_train[:batch_size]).to(device).contiguous(memory_format=layout)
-    with FlopCounterMode(display=False) as counter:
-        family.training_step(x, None, optimizers)
-    flops_per_step = counter.get_total_flops()
+    flops_per_step = training_step_flops(family, x)
     for _ in range(3):
         family.training_step(x, None, optimizers)
     steps, start = 0, time.perf_counter()
