@@ -38,7 +38,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
     from trilemma.data import load_data
     from trilemma.images import save_sample_picture
     from trilemma.sampling import generate, load_run
@@ -67,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"{args.family} on {dataset.name}: {state} after {result.steps} steps in {result.seconds:.1f} s "
         f"({result.images_per_second:.0f} images/s); checkpoint in {args.out}; samples in {picture}"
     )
+    return 130 if result.interrupted else 0  # the shell's code for a run stopped by Ctrl-C
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -172,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except TrilemmaError as error:
         print(f"trilemma: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("trilemma: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

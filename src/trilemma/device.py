@@ -62,6 +62,6 @@ def describe_device(device: torch.device) -> dict:
     }
 
 
-def sampling_generator(seed: int, device: torch.device) -> torch.Generator:
+def sampling_generator(seed: int) -> torch.Generator:
     """Seeded noise for sampling, on the CPU so the same seed gives the same noise on any device."""
     return torch.Generator("cpu").manual_seed(seed)

@@ -75,7 +75,7 @@ def generate(
     **options: Any,
 ) -> Samples:
     """n samples in user space, in batches, timed; options go to the family's sample()."""
-    generator = sampling_generator(seed, family.device)
+    generator = sampling_generator(seed)
     xs, ys, nfe = [], [], 0
     was_training = family.training
     family.eval()

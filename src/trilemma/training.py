@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,6 @@ class TrainResult:
     images_per_second: float
     losses: dict[str, float]
     interrupted: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def default_budget(dataset: Dataset) -> Budget:
@@ -283,7 +282,6 @@ def train(
         save_checkpoint(run_dir, step, family.state_dict(), ema.state_dict(), state)
 
     last_losses: dict[str, float] = {}
-    history: list[dict[str, float]] = []
     bar = _Progress(budget, step, elapsed, progress, f"{family_name} on {dataset.name}")
     last_saved_at, last_saved_step, interrupted = elapsed, step, False
     family.train()
@@ -321,8 +319,6 @@ def train(
             step += 1
             elapsed += time.perf_counter() - started
             last_losses = dict(zip(losses, values.tolist()))
-            if step % 50 == 0 or step == 1:
-                history.append({"step": step, "seconds": elapsed, **last_losses})
             bar.update(step, elapsed, last_losses)
             if on_step is not None and on_step(step, family, ema):
                 interrupted = True
@@ -341,4 +337,4 @@ def train(
     if step != last_saved_step or latest_checkpoint(run_dir) is None:
         save()
     images_per_second = step * batch_size / elapsed if elapsed > 0 else 0.0
-    return TrainResult(run_dir, step, elapsed, images_per_second, last_losses, interrupted, history)
+    return TrainResult(run_dir, step, elapsed, images_per_second, last_losses, interrupted)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -114,6 +113,3 @@ class ConvDiscriminator(nn.Module):
             out = out + (self.projection(labels) * h).sum(dim=1)
         return out
 
-
-def leaky(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(x, 0.2)
