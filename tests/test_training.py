@@ -36,7 +36,7 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(name, digits,
     budget = Budget(steps=12)
     train(name, digits, tmp_path / "straight", budget=budget, seed=3, overrides=SMALL[name], progress=False)
     stopped = train(name, digits, tmp_path / "resumed", budget=budget, seed=3, overrides=SMALL[name],
-                    progress=False, on_step=lambda step, family, ema: step == 5)
+                    progress=False, on_step=lambda step, elapsed, family, ema: step == 5)
     assert stopped.interrupted and stopped.steps == 5
     resumed = train(name, digits, tmp_path / "resumed", budget=budget, resume=True, progress=False)
     assert resumed.steps == 12
@@ -91,7 +91,7 @@ def test_training_state_round_trips_without_pickle():
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error(grid, tmp_path):
-    def poison(step, family, ema):
+    def poison(step, elapsed, family, ema):
         if step == 3:
             with torch.no_grad():
                 for p in family.parameters():

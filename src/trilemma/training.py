@@ -186,12 +186,13 @@ def train(
     checkpoint_every_seconds: float = 60.0,
     checkpoint_every_steps: int | None = None,
     progress: bool = True,
-    on_step: Callable[[int, Family, EMA], bool | None] | None = None,
+    on_step: Callable[[int, float, Family, EMA], bool | None] | None = None,
 ) -> TrainResult:
     """Train one family on a data set into run_dir.
 
-    ``on_step(step, family, ema)`` is called after each step; returning True stops the run
-    with a checkpoint, as Ctrl-C does (the caller can then resume).
+    ``on_step(step, elapsed, family, ema)`` is called after each step with the training seconds
+    so far; time spent inside it is not counted against the budget. Returning True stops the
+    run with a checkpoint, as Ctrl-C does (the caller can then resume).
     """
     run_dir = Path(run_dir)
     stored = _prepare_run_dir(run_dir, resume)
@@ -320,7 +321,7 @@ def train(
             elapsed += time.perf_counter() - started
             last_losses = dict(zip(losses, values.tolist()))
             bar.update(step, elapsed, last_losses)
-            if on_step is not None and on_step(step, family, ema):
+            if on_step is not None and on_step(step, elapsed, family, ema):
                 interrupted = True
                 break
             if stop.requested:
