@@ -56,10 +56,22 @@ def describe_device(device: torch.device) -> dict:
         return {"type": "cuda", "name": torch.cuda.get_device_name(device), "torch": torch.__version__}
     return {
         "type": "cpu",
-        "name": platform.processor() or platform.machine(),
+        "name": _cpu_model() or platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name on Linux (platform.processor() is often empty or just 'x86_64')."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def sampling_generator(seed: int) -> torch.Generator:

@@ -1,0 +1,236 @@
+"""The folklore about the three families, stated as claims and checked against this run.
+
+Each claim gets a verdict — "supported", "contradicted", "mixed" or "not measured" — and the
+figures behind it. The thresholds are stated in each rule; they are judgement calls, so the
+figures travel with every verdict for the reader to judge too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SHARP = 0.7  # relative sharpness (Laplacian variance / real's) from which samples count as sharp
+BLURRY = 0.5  # below which they count as blurry
+NOISY = 1.5  # above which the extra high frequencies are noise, not detail
+REBOUND = 0.10  # an FD rise of more than 10% between curve points counts as a setback
+
+
+def _others(families: dict[str, Any], name: str, key: str) -> dict[str, float]:
+    return {n: f[key] for n, f in families.items() if n != name and f.get(key) is not None}
+
+
+def _coverage(f: dict[str, Any]) -> tuple[int | None, int | None, str]:
+    if f.get("classes_covered") is not None:
+        return f["classes_covered"], f.get("num_classes"), "classes"
+    if f.get("modes_covered") is not None:
+        return f["modes_covered"], f.get("num_modes"), "modes"
+    return None, None, "classes"
+
+
+def _setbacks(entry: dict[str, Any]) -> list[float]:
+    """Relative FD rises between consecutive curve points, over every seed."""
+    rises = []
+    for curve in entry.get("curves", []):
+        fds = [p["fid"] for p in curve["points"] if p.get("fid") is not None]
+        rises += [(b - a) / a for a, b in zip(fds, fds[1:]) if a > 0]
+    return rises
+
+
+def _time_to_reach(entry: dict[str, Any], target: float) -> float | None:
+    """Training seconds until the first curve point at or below FD `target` (mean over seeds)."""
+    times = []
+    for curve in entry.get("curves", []):
+        reached = [p["train_seconds"] for p in curve["points"] if p.get("fid") is not None and p["fid"] <= target]
+        if not reached:
+            return None
+        times.append(min(reached))
+    return sum(times) / len(times) if times else None
+
+
+def _claim(family: str, claim: str, verdict: str, evidence: str) -> dict[str, str]:
+    return {"family": family, "claim": claim, "verdict": verdict, "evidence": evidence}
+
+
+def check_claims(results: dict[str, Any]) -> list[dict[str, str]]:
+    families = results["families"]
+    claims = []
+    if "gan" in families:
+        claims += [_sharp("gan", families), _collapse(families), _unstable("gan", families)]
+    if "vae" in families:
+        claims += [_stable("vae", families), _diverse("vae", families), _blurry(families)]
+    if "diffusion" in families:
+        claims += [_sharp_and_diverse(families), _slow(families), _costly(families)]
+    return claims
+
+
+def _sharp(name: str, families: dict[str, Any]) -> dict[str, str]:
+    claim = "GANs give sharp samples."
+    s = families[name].get("sharpness")
+    if s is None:
+        p = families[name].get("precision")
+        return _claim(name, claim, "not measured",
+                      f"Sharpness is defined for images only; on these points precision is {p:.2f}."
+                      if p is not None else "Sharpness is defined for images only.")
+    others = _others(families, name, "sharpness")
+    text = (f"Relative sharpness (Laplacian variance of samples / of real images) {s:.2f}"
+            + "".join(f"; {n} {v:.2f}" for n, v in others.items())
+            + f". Rule: sharp from {SHARP} to {NOISY} (real = 1; above is noise), blurry under {BLURRY}.")
+    verdict = "supported" if SHARP <= s <= NOISY else "contradicted" if s < BLURRY else "mixed"
+    return _claim(name, claim, verdict, text)
+
+
+def _collapse(families: dict[str, Any]) -> dict[str, str]:
+    claim = "GANs collapse onto a few modes (low diversity)."
+    f = families["gan"]
+    covered, total, unit = _coverage(f)
+    recall = f.get("recall")
+    other_recall = _others(families, "gan", "recall")
+    best_other = max(other_recall.values(), default=None)
+    parts = []
+    if covered is not None:
+        parts.append(f"{unit} covered {covered:.0f}/{total:.0f}")
+    if recall is not None:
+        parts.append(f"recall {recall:.2f}" + "".join(f" ({n} {v:.2f})" for n, v in other_recall.items()))
+    missing = covered is not None and total is not None and covered < total
+    low_recall = recall is not None and best_other is not None and recall < 0.8 * best_other
+    full = covered is not None and total is not None and covered == total
+    fair_recall = recall is not None and (best_other is None or recall >= 0.9 * best_other)
+    verdict = ("supported" if missing or low_recall else
+               "contradicted" if full and fair_recall else "mixed")
+    rule = (f"Rule: supported when {unit} are missing or recall is under 0.8× the best other "
+            f"family; contradicted when every {unit[:-1]} is covered and recall is within 0.9×.")
+    return _claim("gan", claim, verdict, "; ".join(parts) + ". " + rule)
+
+
+def _stability_evidence(name: str, families: dict[str, Any]) -> tuple[str, bool | None, bool | None]:
+    """Text, whether the family looks unstable, whether it looks stable (None: not measured)."""
+    entry = families[name]
+    rises = _setbacks(entry)
+    worst = max(rises, default=None)
+    cv = entry.get("fid_cv")
+    other_cv = _others(families, name, "fid_cv")
+    parts = []
+    if worst is not None:
+        parts.append(f"largest FD rise between curve points {100 * max(worst, 0):.0f}%")
+    if cv is not None:
+        parts.append(f"FD spread across seeds (CV) {cv:.2f}" + "".join(f" ({n} {v:.2f})" for n, v in other_cv.items()))
+    else:
+        parts.append("one seed, so no spread across seeds (use --seeds 2 or more)")
+    setback = worst is not None and worst > REBOUND
+    spread_high = cv is not None and other_cv and cv > max(other_cv.values()) and cv > 0.1
+    spread_low = cv is not None and (not other_cv or cv <= min(other_cv.values()))
+    if worst is None and cv is None:
+        return "; ".join(parts), None, None
+    unstable = setback or spread_high
+    stable = (not setback) and (cv is None or spread_low)
+    return "; ".join(parts) + f". Rule: a setback is an FD rise over {100 * REBOUND:.0f}%.", unstable, stable
+
+
+def _unstable(name: str, families: dict[str, Any]) -> dict[str, str]:
+    claim = "GANs are unstable and hard to train."
+    text, unstable, stable = _stability_evidence(name, families)
+    if unstable is None:
+        return _claim(name, claim, "not measured", text)
+    verdict = "supported" if unstable else "contradicted" if stable and families[name].get("fid_cv") is not None else "mixed"
+    if verdict == "mixed" and not unstable:
+        text += " No setback at this budget, but one seed cannot show instability across runs."
+    return _claim(name, claim, verdict, text)
+
+
+def _stable(name: str, families: dict[str, Any]) -> dict[str, str]:
+    claim = "VAEs train stably."
+    text, unstable, stable = _stability_evidence(name, families)
+    if unstable is None:
+        return _claim(name, claim, "not measured", text)
+    verdict = "contradicted" if unstable else "supported" if stable else "mixed"
+    return _claim(name, claim, verdict, text)
+
+
+def _diverse(name: str, families: dict[str, Any]) -> dict[str, str]:
+    claim = "VAEs cover the data (diverse samples)."
+    f = families[name]
+    covered, total, unit = _coverage(f)
+    recall = f.get("recall")
+    best_other = max(_others(families, name, "recall").values(), default=None)
+    parts = [f"{unit} covered {covered:.0f}/{total:.0f}"] if covered is not None else []
+    if recall is not None:
+        parts.append(f"recall {recall:.2f}" + (f" (best other family {best_other:.2f})" if best_other is not None else ""))
+    full = covered is None or covered == total
+    verdict = ("supported" if full and recall is not None and (best_other is None or recall >= 0.9 * best_other)
+               else "contradicted" if not full or (recall is not None and best_other and recall < 0.7 * best_other)
+               else "mixed")
+    return _claim(name, claim, verdict, "; ".join(parts) + ". Rule: supported when every class/mode is "
+                  "covered and recall is within 0.9× the best other; contradicted under 0.7× or with gaps.")
+
+
+def _blurry(families: dict[str, Any]) -> dict[str, str]:
+    claim = "VAE samples are blurry."
+    s = families["vae"].get("sharpness")
+    if s is None:
+        return _claim("vae", claim, "not measured", "Sharpness is defined for images only.")
+    others = _others(families, "vae", "sharpness")
+    text = (f"Relative sharpness {s:.2f}" + "".join(f"; {n} {v:.2f}" for n, v in others.items())
+            + f". Rule: blurry when < {BLURRY}, sharp when ≥ {SHARP}.")
+    verdict = "supported" if s < BLURRY else "contradicted" if s >= SHARP else "mixed"
+    return _claim("vae", claim, verdict, text)
+
+
+def _sharp_and_diverse(families: dict[str, Any]) -> dict[str, str]:
+    claim = "Diffusion samples are both sharp and diverse."
+    f = families["diffusion"]
+    s, recall = f.get("sharpness"), f.get("recall")
+    covered, total, unit = _coverage(f)
+    best_recall = max((g["recall"] for g in families.values() if g.get("recall") is not None), default=None)
+    fd_rank = sorted(families, key=lambda n: families[n]["fid"]).index("diffusion") + 1
+    parts = []
+    if s is not None:
+        parts.append(f"relative sharpness {s:.2f}")
+    if recall is not None:
+        parts.append(f"recall {recall:.2f} (best {best_recall:.2f})")
+    if covered is not None:
+        parts.append(f"{unit} covered {covered:.0f}/{total:.0f}")
+    parts.append(f"FD rank {fd_rank} of {len(families)}")
+    sharp = s is None or SHARP <= s <= NOISY
+    diverse = (recall is not None and best_recall is not None and recall >= 0.9 * best_recall
+               and (covered is None or covered == total))
+    verdict = ("supported" if sharp and diverse else
+               "contradicted" if (s is not None and s < BLURRY) or (recall is not None and best_recall and recall < 0.7 * best_recall)
+               else "mixed")
+    return _claim("diffusion", claim, verdict, "; ".join(parts) + f". Rule: sharp from {SHARP} to {NOISY}; "
+                  "diverse when recall is within 0.9× the best and every class/mode is covered.")
+
+
+def _slow(families: dict[str, Any]) -> dict[str, str]:
+    claim = "Diffusion sampling is slow."
+    f = families["diffusion"]
+    speed = f["samples_per_s"]
+    others = _others(families, "diffusion", "samples_per_s")
+    if not others:
+        return _claim("diffusion", claim, "not measured", f"{speed:.1f} samples/s; no other family to compare.")
+    fastest = max(others, key=others.get)
+    factor = others[fastest] / speed if speed > 0 else float("inf")
+    text = (f"{speed:.1f} samples/s at {f['nfe']} network evaluations per sample; {fastest} "
+            f"{others[fastest]:.0f} samples/s ({factor:.0f}× faster). Rule: supported when the "
+            "slowest family by 10× or more.")
+    verdict = "supported" if factor >= 10 else "contradicted" if factor < 1 else "mixed"
+    return _claim("diffusion", claim, verdict, text)
+
+
+def _costly(families: dict[str, Any]) -> dict[str, str]:
+    claim = "Diffusion is costly to train."
+    target = max(f["fid"] for f in families.values())
+    times = {n: _time_to_reach(f, target) for n, f in families.items()}
+    gflops = {n: f.get("training_gflops_per_image") for n, f in families.items()}
+    name = families["diffusion"].get("fid_name") or "FD"
+    parts = [f"training seconds to first reach {name} ≤ {target:.1f} (the worst final score here): "
+             + ", ".join(f"{n} {t:.0f} s" if t is not None else f"{n} never" for n, t in times.items())]
+    if all(v is not None for v in gflops.values()):
+        parts.append("training GFLOPs per image " + ", ".join(f"{n} {v:.3f}" for n, v in gflops.items()))
+    mine = times.get("diffusion")
+    others = [t for n, t in times.items() if n != "diffusion" and t is not None]
+    if mine is None or not others:
+        verdict = "supported" if mine is None else "not measured"
+    else:
+        verdict = "supported" if mine > max(others) else "contradicted" if mine <= min(others) else "mixed"
+    return _claim("diffusion", claim, verdict, "; ".join(parts) + ". Every family had the same "
+                  "wall-clock budget; the rule compares how soon each reached that quality.")

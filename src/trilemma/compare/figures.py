@@ -1,0 +1,144 @@
+"""The report's plots, drawn with matplotlib (Agg, no display) and returned as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLOURS = {"vae": "#1f77b4", "gan": "#d62728", "diffusion": "#2ca02c"}
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _colour(name: str) -> str:
+    return COLOURS.get(name, "#555555")
+
+
+def training_curves(results: dict[str, Any]) -> bytes:
+    """Quality against training seconds: FD (left), precision and recall (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fid_name = "FD"
+    for name, entry in results["families"].items():
+        fid_name = entry.get("fid_name") or fid_name
+        for i, curve in enumerate(entry["curves"]):
+            points = curve["points"]
+            t = [p["train_seconds"] for p in points]
+            label = name if i == 0 else None
+            left.plot(t, [p.get("fid") for p in points], "o-", color=_colour(name), label=label, alpha=0.9)
+            right.plot(t, [p.get("precision") for p in points], "s--", color=_colour(name), alpha=0.8,
+                       label=f"{name} precision" if i == 0 else None)
+            right.plot(t, [p.get("recall") for p in points], "o-", color=_colour(name), alpha=0.8,
+                       label=f"{name} recall" if i == 0 else None)
+    left.set(xlabel="training seconds", ylabel=f"{fid_name} (lower is better)", title="Quality during training")
+    left.set_yscale("log")
+    right.set(xlabel="training seconds", ylabel="precision (dashed), recall (solid)", ylim=(0, 1.02),
+              title="Fidelity and diversity during training")
+    left.legend(fontsize=8)
+    right.legend(fontsize=7, ncol=2)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def fidelity_diversity(results: dict[str, Any]) -> bytes:
+    """Precision against recall, and density against coverage: up and right is better."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (x_key, y_key) in zip(axes, (("recall", "precision"), ("coverage", "density"))):
+        for name, entry in results["families"].items():
+            seeds = entry["seeds"]
+            ax.scatter([s[x_key] for s in seeds], [s[y_key] for s in seeds], color=_colour(name), alpha=0.35, s=25)
+            ax.scatter([entry[x_key]], [entry[y_key]], color=_colour(name), s=120, edgecolor="black", label=name)
+            ax.annotate(name, (entry[x_key], entry[y_key]), textcoords="offset points", xytext=(8, 6))
+        ax.set(xlabel=f"{x_key} (diversity)", ylabel=f"{y_key} (fidelity)", xlim=(0, 1.05))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(0, 1.05)
+    axes[0].set_title("Precision against recall")
+    axes[1].set_title("Density against coverage")
+    axes[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def speed_quality(results: dict[str, Any]) -> bytes:
+    """FD against sampling throughput (log scale); diffusion's samplers at several NFE."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    fid_name = "FD"
+    for name, entry in results["families"].items():
+        fid_name = entry.get("fid_name") or fid_name
+        ax.scatter([entry["samples_per_s"]], [entry["fid"]], color=_colour(name), s=120, edgecolor="black",
+                   label=f"{name} (NFE {entry['nfe']:.0f})", zorder=3)
+        for sampler, rows in _by_sampler(entry.get("nfe_curve")).items():
+            ax.plot([r["samples_per_s"] for r in rows], [r["fid"] for r in rows], "--", marker=".",
+                    color=_colour(name), alpha=0.6, label=f"{name} {sampler}")
+            for r in rows:
+                ax.annotate(str(r["nfe"]), (r["samples_per_s"], r["fid"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+    ax.set(xscale="log", yscale="log", xlabel="samples per second (log)",
+           ylabel=f"{fid_name} (lower is better)", title="Quality against sampling speed (labels: NFE)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _by_sampler(rows: list[dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows or []:
+        grouped.setdefault(row["sampler"], []).append(row)
+    return {k: sorted(v, key=lambda r: r["nfe"]) for k, v in grouped.items()}
+
+
+def fid_against_nfe(results: dict[str, Any]) -> bytes | None:
+    rows_of = {n: e["nfe_curve"] for n, e in results["families"].items() if e.get("nfe_curve")}
+    if not rows_of:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    styles = {"ddpm": ":", "ddim": "--", "dpm-solver++": "-"}
+    fid_name = "FD"
+    for name, rows in rows_of.items():
+        fid_name = results["families"][name].get("fid_name") or fid_name
+        for sampler, group in _by_sampler(rows).items():
+            ax.plot([r["nfe"] for r in group], [r["fid"] for r in group], styles.get(sampler, "-"),
+                    marker="o", color=_colour(name), label=f"{name}, {sampler}")
+    ax.set(xscale="log", xlabel="network evaluations per sample (NFE, log)",
+           ylabel=f"{fid_name} (lower is better)", title="Diffusion: quality against sampling steps")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def trilemma_triangle(results: dict[str, Any], scores: dict[str, dict[str, float | None]]) -> bytes:
+    """The trilemma at a glance: each family's fidelity, diversity and speed scores (1 = best
+    here) as a triangle on three axes; a family good at all three fills the outer triangle."""
+    axes = ("fidelity", "diversity", "speed")
+    angles = [math.pi / 2 + k * 2 * math.pi / 3 for k in range(3)]
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    for level in (0.25, 0.5, 0.75, 1.0):
+        xs = [level * math.cos(a) for a in angles] + [level * math.cos(angles[0])]
+        ys = [level * math.sin(a) for a in angles] + [level * math.sin(angles[0])]
+        ax.plot(xs, ys, color="#bbbbbb", lw=0.8)
+    for a, label in zip(angles, axes):
+        ax.plot([0, math.cos(a)], [0, math.sin(a)], color="#bbbbbb", lw=0.8)
+        ax.annotate(label, (1.12 * math.cos(a), 1.12 * math.sin(a)), ha="center", va="center", fontsize=11)
+    for name, by_criterion in scores.items():
+        radii = [by_criterion.get(c) or 0.0 for c in axes]
+        xs = [r * math.cos(a) for r, a in zip(radii, angles)]
+        ys = [r * math.sin(a) for r, a in zip(radii, angles)]
+        ax.fill(xs, ys, color=_colour(name), alpha=0.18)
+        ax.plot(xs + xs[:1], ys + ys[:1], "o-", color=_colour(name), label=name)
+    ax.set_aspect("equal")
+    ax.set_xlim(-1.3, 1.3)
+    ax.set_ylim(-0.8, 1.3)
+    ax.axis("off")
+    ax.legend(loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.05))
+    ax.set_title("Fidelity, diversity, speed (1 = best of this comparison)")
+    return _png(fig)

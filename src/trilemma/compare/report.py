@@ -1,0 +1,243 @@
+"""report.html: one self-contained page (plots and pictures embedded as data URIs, no external
+URL, no network) that shows a comparison's trade-offs and its recommendation."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+from trilemma.compare import figures
+
+VERDICT_COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "mixed": "#9a6700",
+                   "not measured": "#57606a"}
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+main{max-width:1100px;margin:0 auto;padding:24px 28px 60px;background:#fff}
+h1{margin:0 0 4px;font-size:28px} h2{margin-top:36px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+.sub{color:#57606a;margin:0 0 18px}
+.box{border:2px solid #2ca02c;border-radius:8px;padding:12px 18px;background:#f0fff4}
+.box h2{margin-top:4px;border:none}
+table{border-collapse:collapse;margin:10px 0;font-size:14px}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.grids{display:flex;gap:18px;flex-wrap:wrap}
+.grids figure{margin:0} figcaption{font-size:13px;color:#57606a;max-width:300px}
+img{max-width:100%} .verdict{font-weight:600;white-space:nowrap}
+.note{font-size:13px;color:#57606a}
+"""
+
+# Runs before anything else, so that any script error on the page is counted; the load
+# handler records how many images decoded. A headless browser test reads both back.
+CHECKS = """
+window.__reportErrors = [];
+window.addEventListener('error', function (e) { window.__reportErrors.push(String(e.message || e)); }, true);
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-loaded', ok + '/' + images.length);
+  document.body.setAttribute('data-script-errors', String(window.__reportErrors.length));
+});
+"""
+
+METRIC_ROWS = (
+    ("fid", "{fid_name} (↓)", ".1f"),
+    ("kid", "KID (↓)", ".4f"),
+    ("precision", "precision (fidelity, ↑)", ".3f"),
+    ("recall", "recall (diversity, ↑)", ".3f"),
+    ("density", "density (↑)", ".3f"),
+    ("coverage", "coverage (↑)", ".3f"),
+    ("classes_covered", "classes covered", ".0f"),
+    ("modes_covered", "modes covered", ".0f"),
+    ("high_quality_fraction", "high-quality samples", ".3f"),
+    ("sharpness", "relative sharpness (real = 1)", ".2f"),
+    ("samples_per_s", "samples per second", ".1f"),
+    ("nfe", "network evaluations per sample", ".0f"),
+    ("train_seconds", "training seconds", ".0f"),
+    ("steps", "training steps", ".0f"),
+    ("images_per_s", "training images per second", ".0f"),
+    ("parameters", "parameters", ",.0f"),
+    ("training_gflops_per_image", "training GFLOPs per image", ".3f"),
+    ("fraction_of_peak", "training FLOP/s ÷ matmul peak", ".3f"),
+    ("peak_memory_bytes", "peak memory (MiB)", "mib"),
+    ("near_copy_fraction", "near copies of training images", ".3f"),
+)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "–"
+    if spec == "mib":
+        return f"{value / 2**20:,.0f}"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return _e(value)
+
+
+def _metrics_table(results: dict[str, Any]) -> str:
+    families = results["families"]
+    fid_name = next(iter(families.values())).get("fid_name") or "FD"
+    head = "".join(f"<th>{_e(n)}</th>" for n in families)
+    rows = []
+    for key, label, spec in METRIC_ROWS:
+        if all(f.get(key) is None for f in families.values()):
+            continue
+        cells = []
+        for f in families.values():
+            text = _fmt(f.get(key), spec)
+            if f.get(f"{key}_std") is not None:
+                text += f" ± {_fmt(f[f'{key}_std'], spec)}"
+            if key in ("classes_covered", "modes_covered") and f.get(key) is not None:
+                total = f.get("num_classes") if key == "classes_covered" else f.get("num_modes")
+                text += f" / {total:.0f}"
+            cells.append(f'<td class="num">{text}</td>')
+        rows.append(f"<tr><th>{_e(label.format(fid_name=fid_name))}</th>{''.join(cells)}</tr>")
+    return f"<table><tr><th>figure</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _recommendation(results: dict[str, Any]) -> str:
+    rec = results["recommendation"]
+    scores = rec["scores"]
+    criteria = [c for c in ("fidelity", "diversity", "speed", "stability")
+                if any(s.get(c) is not None for s in scores.values())]
+    head = "".join(f"<th>{c} (weight {rec['priorities'].get(c, 0):g})</th>" for c in criteria)
+    rows = "".join(
+        f"<tr><th>{_e(n)}</th>" + "".join(f'<td class="num">{_fmt(scores[n].get(c), ".2f")}</td>' for c in criteria)
+        + f'<td class="num"><b>{rec["weighted_score"][n]:.2f}</b></td></tr>' for n in rec["ranking"])
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in rec["reasons"])
+    return (f'<div class="box"><h2>Recommendation: {_e(rec["family"])}</h2><ul>{reasons}</ul>'
+            f"<table><tr><th>family</th>{head}<th>weighted score</th></tr>{rows}</table>"
+            f'<p class="note">Scores are relative to the best family of this comparison (1 = best); '
+            f'within reach: {_e(rec["reach_rule"])}. Change the weights with '
+            f'<code>--priorities fidelity=W,diversity=W,speed=W,stability=W</code>.</p></div>')
+
+
+def _claims(results: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(c['claim'])}</td><td class=\"verdict\" style=\"color:{VERDICT_COLOURS[c['verdict']]}\">"
+        f"{_e(c['verdict'])}</td><td>{_e(c['evidence'])}</td></tr>" for c in results["claims"])
+    return f"<table><tr><th>claim</th><th>this run</th><th>evidence</th></tr>{rows}</table>"
+
+
+def _grids(results: dict[str, Any]) -> str:
+    items = []
+    for name, entry in results["families"].items():
+        path = Path(entry["sample_grids"][0])
+        if not path.exists():
+            continue
+        caption = (f"{name}: {entry.get('fid_name') or 'FD'} {entry['fid']:.1f}, {entry['steps']:.0f} steps "
+                   f"in {entry['train_seconds']:.0f} s, {entry['samples_per_s']:.0f} samples/s")
+        items.append(f"<figure>{_img(path.read_bytes(), f'{name} samples')}<figcaption>{_e(caption)}</figcaption></figure>")
+    return f'<div class="grids">{"".join(items)}</div>'
+
+
+def _nfe_table(results: dict[str, Any]) -> str:
+    rows = []
+    for name, entry in results["families"].items():
+        for r in entry.get("nfe_curve") or []:
+            rows.append(f"<tr><td>{_e(name)}</td><td>{_e(r['sampler'])}</td><td class=\"num\">{r['steps']}</td>"
+                        f"<td class=\"num\">{r['nfe']}</td><td class=\"num\">{r['fid']:.1f}</td>"
+                        f"<td class=\"num\">{r['samples_per_s']:.1f}</td><td class=\"num\">{r['n_generated']}</td></tr>")
+    if not rows:
+        return ""
+    return ("<table><tr><th>family</th><th>sampler</th><th>steps</th><th>NFE</th><th>FD</th>"
+            f"<th>samples/s</th><th>n</th></tr>{''.join(rows)}</table>")
+
+
+def _provenance(results: dict[str, Any]) -> str:
+    settings = results["settings"]
+    rows = []
+    for name, entry in results["families"].items():
+        p, t = entry["provenance"], entry["training_provenance"]
+        rows.append(
+            "<tr>" + "".join(f"<td>{_e(v)}</td>" for v in (
+                name, f"{p.get('extractor')} ({str(p.get('extractor_sha256') or '')[:12]})", p.get("reference"),
+                p.get("n_real"), p.get("n_generated"), f"{p.get('sampler')}, NFE {p.get('nfe')}",
+                ", ".join(str(s["seed"]) for s in entry["seeds"]), p.get("evaluation_seed"),
+                _budget(t.get("budget")), f"{(t.get('device') or {}).get('name', '')} {t.get('precision')}",
+                ", ".join(entry["run_dirs"]))) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in (
+        "family", "features (sha256)", "reference split", "n real", "n generated", "sampler",
+        "training seeds", "evaluation seed", "training budget", "device, precision", "run folders"))
+    curve_note = (f"Curve points: {settings['n_curve']} samples each at {settings['evaluations']} "
+                  f"equal fractions of the budget (evaluation time not counted against it); the end "
+                  f"point reuses the first {settings['n_curve']} final samples. FD-against-NFE: "
+                  f"{settings['n_nfe']} samples per point, same seed for every sampler.")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table><p class=\"note\">{_e(curve_note)}</p>"
+
+
+def _budget(budget: dict[str, Any] | None) -> str:
+    if not budget:
+        return "–"
+    if budget.get("seconds"):
+        return f"{budget['seconds']:g} s"
+    return f"{budget.get('steps')} steps"
+
+
+def _capabilities(results: dict[str, Any]) -> str:
+    section = results.get("capabilities")
+    if not section:
+        return ""
+    from trilemma.compare.capabilities_section import render
+
+    return render(section, _img)
+
+
+def render_report(results: dict[str, Any]) -> str:
+    settings, families = results["settings"], results["families"]
+    scores = results["recommendation"]["scores"]
+    budget = f"{settings['seconds']:g} s" if settings.get("seconds") else f"{settings['steps']} steps"
+    device = results["device"].get("name") or results["device"].get("type")
+    notes = sorted({n for f in families.values() for n in f.get("notes") or [] if n})
+    nfe_png = figures.fid_against_nfe(results)
+    parts = [
+        f"<h1>trilemma: {', '.join(_e(n) for n in families)} on {_e(results['data']['name'])}</h1>",
+        f'<p class="sub">Each family trained for {_e(budget)} (the same budget), {settings["seeds"]} '
+        f"seed(s), on {_e(device)} (float32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s); "
+        f"{results['data'].get('n_train', '')} training and "
+        f"{results['data'].get('n_heldout', '')} held-out examples. Created {_e(results['created'])} by trilemma "
+        f"{_e(results['trilemma_version'])}.</p>",
+        _recommendation(results),
+        "<h2>The trilemma at a glance</h2>",
+        _img(figures.trilemma_triangle(results, scores), "trilemma triangle"),
+        "<h2>Samples</h2>", _grids(results),
+        "<h2>Every figure</h2>", _metrics_table(results),
+        "<h2>Quality against training time</h2>",
+        _img(figures.training_curves(results), "quality during training"),
+        "<h2>Fidelity against diversity</h2>",
+        _img(figures.fidelity_diversity(results), "fidelity against diversity"),
+        "<h2>Quality against sampling speed</h2>",
+        _img(figures.speed_quality(results), "quality against speed"),
+    ]
+    if nfe_png is not None:
+        parts += ["<h2>Diffusion: quality against network evaluations</h2>",
+                  _img(nfe_png, "FD against NFE"), _nfe_table(results)]
+    parts += ["<h2>The folklore, checked</h2>", _claims(results), _capabilities(results),
+              "<h2>Provenance</h2>", _provenance(results)]
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+    body = "\n".join(p for p in parts if p)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>trilemma report: {_e(results['data']['name'])}</title>"
+            f"<script>{CHECKS}</script><style>{STYLE}</style></head>"
+            f"<body><main>\n{body}\n</main></body></html>\n")
+
+
+def write_report(results: dict[str, Any], out_dir: Path) -> Path:
+    path = Path(out_dir) / "report.html"
+    tmp = path.with_name(".report.html.tmp")
+    tmp.write_text(render_report(results), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

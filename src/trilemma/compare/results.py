@@ -1,0 +1,141 @@
+"""The comparison's numbers: per family (mean and spread over seeds), with provenance, written
+as results.json and results.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from trilemma import __version__
+from trilemma.checkpoints import write_json_atomic
+from trilemma.compare.settings import CompareSettings
+from trilemma.data import Dataset
+
+# The per-family figures of results.json and results.csv, in this order.
+COLUMNS = (
+    "fid", "kid", "precision", "recall", "density", "coverage", "classes_covered", "num_classes",
+    "modes_covered", "num_modes", "high_quality_fraction", "sharpness", "samples_per_s", "nfe",
+    "train_seconds", "steps", "images_per_s", "parameters", "training_gflops_per_image",
+    "fraction_of_peak", "peak_memory_bytes", "training_state_bytes", "near_copy_fraction",
+)
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of one family-and-seed evaluation record."""
+    m, training, memory = record["metrics"], record["training"], record["memory"]
+    flops = training.get("flops_per_step")
+    batch = training.get("batch_size") or 1
+    return {
+        "fid": m.get("fid"),
+        "kid": m.get("kid_mean"),
+        "precision": m.get("precision"),
+        "recall": m.get("recall"),
+        "density": m.get("density"),
+        "coverage": m.get("coverage"),
+        "classes_covered": m.get("classes_covered"),
+        "num_classes": m.get("num_classes"),
+        "modes_covered": m.get("modes_covered"),
+        "num_modes": m.get("num_modes"),
+        "high_quality_fraction": m.get("high_quality_fraction"),
+        "sharpness": m.get("relative_sharpness"),
+        "samples_per_s": record["speed"]["samples_per_s"],
+        "nfe": record["speed"]["nfe"],
+        "train_seconds": training["train_seconds"],
+        "steps": training["steps"],
+        "images_per_s": training.get("images_per_s"),
+        "parameters": training["parameters"],
+        "training_gflops_per_image": flops / batch / 1e9 if flops else None,
+        "fraction_of_peak": training.get("fraction_of_peak"),
+        "peak_memory_bytes": memory.get("cuda_peak_bytes") or memory.get("process_peak_rss_bytes"),
+        "training_state_bytes": memory.get("training_state_bytes"),
+        "near_copy_fraction": m.get("near_copy_fraction_features", m.get("near_copy_fraction")),
+    }
+
+
+def _spread(values: list[Any]) -> tuple[Any, Any]:
+    numbers = [v for v in values if isinstance(v, (int, float)) and v is not None]
+    if not numbers or len(numbers) != len(values):
+        return (values[0] if values else None), None
+    mean = statistics.fmean(numbers)
+    return mean, (statistics.stdev(numbers) if len(numbers) > 1 else None)
+
+
+def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset: Dataset, *,
+              device: dict[str, Any], peak_gflops: float) -> dict[str, Any]:
+    """results.json's content: per family the mean of every figure over seeds, its standard
+    deviation (``FIELD_std``, seeds > 1), the per-seed figures, curves and provenance; then the
+    claims checked against them and the recommendation for the settings' priorities."""
+    from trilemma.compare.claims import check_claims
+    from trilemma.compare.scoring import recommend
+
+    families: dict[str, Any] = {}
+    for name in settings.families:
+        mine = sorted((r for r in records if r["family"] == name), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        per_seed = [flatten(r) for r in mine]
+        entry: dict[str, Any] = {}
+        for column in COLUMNS:
+            mean, std = _spread([row[column] for row in per_seed])
+            entry[column] = mean
+            if std is not None:
+                entry[f"{column}_std"] = std
+        first = mine[0]
+        entry.update(
+            fid_name=first["metrics"].get("fid_name"),
+            fid_cv=(entry.get("fid_std") / entry["fid"]) if entry.get("fid_std") is not None and entry["fid"] else None,
+            seeds=[{"seed": r["seed"], **row} for r, row in zip(mine, per_seed)],
+            curves=[{"seed": r["seed"], "points": r["curve"]} for r in mine],
+            nfe_curve=first.get("nfe_curve"),
+            run_dirs=[r["run_dir"] for r in mine],
+            provenance=first["provenance"],
+            training_provenance={k: first["training"].get(k) for k in
+                                 ("budget", "device", "precision", "batch_size", "flops_per_step",
+                                  "matmul_peak_gflops")},
+            notes=first["notes"],
+            sample_grids=[str(Path(r["run_dir"]) / "samples.png") for r in mine],
+        )
+        families[name] = entry
+    results = {
+        "trilemma_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings.to_json(),
+        "data": dataset.describe(),
+        "kind": dataset.kind,
+        "device": device,
+        "matmul_peak_gflops": peak_gflops,
+        "families": families,
+    }
+    results["claims"] = check_claims(results)
+    results["recommendation"] = recommend(results, settings.priorities)
+    return results
+
+
+def csv_text(results: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["family", "seed", "fid_name", *COLUMNS])
+    for name, entry in results["families"].items():
+        for row in entry["seeds"]:
+            writer.writerow([name, row["seed"], entry["fid_name"], *(_cell(row[c]) for c in COLUMNS)])
+        if len(entry["seeds"]) > 1:
+            writer.writerow([name, "mean", entry["fid_name"], *(_cell(entry[c]) for c in COLUMNS)])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> None:
+    write_json_atomic(out_dir / "results.json", results)
+    tmp = out_dir / ".results.csv.tmp"
+    tmp.write_text(csv_text(results))
+    os.replace(tmp, out_dir / "results.csv")

@@ -1,0 +1,317 @@
+"""The comparison runner: every family trained on the same data under the same budget, scored
+during training and at its end through the one evaluation path, then the report.
+
+Layout of the output folder::
+
+    DIR/compare.json                 the settings (a rerun with the same ones resumes)
+    DIR/runs/FAMILY-seedS/           a `trilemma train` run folder (checkpoints, config.json)
+        curve.jsonl                  quality points taken during training
+        samples.npz, samples.png     the final samples
+        evaluation.json              everything measured; its presence means "finished"
+    DIR/results.json, results.csv, report.html
+
+A family whose evaluation.json exists is never retrained; one that stopped mid-way resumes
+from its last checkpoint, and its curve from its last point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from trilemma.checkpoints import latest_checkpoint, read_json, write_json_atomic
+from trilemma.compare.settings import CompareSettings
+from trilemma.data import Dataset, load_data
+from trilemma.device import resolve_device, describe_device
+from trilemma.errors import RunError
+from trilemma.evaluation import evaluate, fid_against_nfe
+from trilemma.images import save_sample_picture
+from trilemma.metrics.features import FeatureCache, extractor_for
+from trilemma.evaluation import builtin_name
+from trilemma.metrics.speed import matmul_peak_gflops, training_cost
+from trilemma.sampling import generate, load_run
+from trilemma.training import Budget, train
+
+SETTINGS_FILE = "compare.json"
+CURVE_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage",
+                 "classes_covered", "modes_covered", "high_quality_fraction", "relative_sharpness")
+
+
+class ComparisonInterrupted(Exception):
+    """Training was stopped (Ctrl-C); rerunning the same command resumes."""
+
+
+def run_dir_of(out_dir: Path, family: str, seed: int) -> Path:
+    return out_dir / "runs" / f"{family}-seed{seed}"
+
+
+class _Log:
+    """Phase lines with the elapsed time and an estimate of what is left of the comparison."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str, remaining_s: float | None = None) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        eta = f" · about {_duration(remaining_s)} left" if remaining_s is not None else ""
+        print(f"[compare {_duration(elapsed)}{eta}] {message}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {s:02d} s" if minutes else f"{s} s"
+
+
+def prepare_output(out_dir: Path, settings: CompareSettings) -> bool:
+    """Create the folder, or check that it holds this very comparison; True when resuming."""
+    stored_path = out_dir / SETTINGS_FILE
+    if stored_path.exists():
+        stored = read_json(stored_path)
+        changed = settings.differences(stored)
+        if changed:
+            raise RunError(
+                f"{out_dir}: holds a comparison with other settings ({', '.join(changed)} differ); "
+                "rerun it with its own settings to resume, or choose a new --out")
+        write_json_atomic(stored_path, settings.to_json())  # priorities may change
+        return True
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise RunError(f"{out_dir}: exists and is not empty (and holds no comparison); "
+                       "choose a new --out so that nothing in it is overwritten")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"{out_dir}: is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stored_path, settings.to_json())
+    return False
+
+
+def _read_curve(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _append_curve(path: Path, point: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(point) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _curve_point(result: dict[str, Any], step: int, seconds: float, n: int) -> dict[str, Any]:
+    metrics = result["metrics"]
+    point = {"step": int(step), "train_seconds": float(seconds), "n_generated": n,
+             "fid_name": metrics.get("fid_name")}
+    point.update({k: metrics[k] for k in CURVE_METRICS if metrics.get(k) is not None})
+    return point
+
+
+class _FamilyRunner:
+    """Trains, scores and records one family under one seed."""
+
+    def __init__(self, settings: CompareSettings, dataset: Dataset, out_dir: Path, family: str,
+                 seed: int, cache: FeatureCache, extractor: Any, log: _Log, progress: bool,
+                 peak_gflops: float):
+        self.settings, self.dataset, self.family_name, self.seed = settings, dataset, family, seed
+        self.run_dir = run_dir_of(out_dir, family, seed)
+        self.cache, self.extractor, self.log, self.progress = cache, extractor, log, progress
+        self.peak_gflops = peak_gflops
+        self.curve_path = self.run_dir / "curve.jsonl"
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.run_dir / "evaluation.json"
+
+    def finished(self) -> bool:
+        return self.evaluation_path.exists()
+
+    def _score(self, x: np.ndarray, provenance: dict[str, Any]) -> dict[str, Any]:
+        return evaluate(x, self.dataset, extractor=self.extractor, seed=self.seed,
+                        provenance=provenance, cache=self.cache)
+
+    def _checkpoints_due(self) -> list[float]:
+        """Budget fractions at which a curve point is taken during training (not the end)."""
+        k = self.settings.evaluations
+        return [i / k for i in range(1, k)]
+
+    def train(self) -> None:
+        s = self.settings
+        budget = Budget(steps=s.steps, seconds=s.seconds)
+        curve = _read_curve(self.curve_path)
+        due = [f for f in self._checkpoints_due()
+               if not any(abs(p.get("fraction", -1) - f) < 1e-9 for p in curve)]
+
+        def on_step(step: int, elapsed: float, family: Any, ema: Any) -> bool:
+            done = budget.progress(step, elapsed)
+            while due and done >= due[0]:
+                fraction = due.pop(0)
+                with ema.applied():
+                    samples = generate(family, self.dataset.normalizer, s.n_curve,
+                                       seed=10_000 + self.seed)
+                result = self._score(samples.x, {"seed": 10_000 + self.seed, "nfe": samples.nfe})
+                point = _curve_point(result, step, elapsed, s.n_curve)
+                point["fraction"] = fraction
+                _append_curve(self.curve_path, point)
+            return False
+
+        resume = (self.run_dir / "config.json").exists()
+        if torch.device(resolve_device(s.device)).type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        result = train(
+            self.family_name, self.dataset, self.run_dir, budget=budget, seed=self.seed,
+            device=s.device, resume=resume, precision=s.precision,
+            overrides=dict(s.overrides.get(self.family_name, {})), progress=self.progress,
+            on_step=on_step,
+        )
+        if result.interrupted:
+            raise ComparisonInterrupted(
+                f"{self.family_name} (seed {self.seed}) stopped at step {result.steps}; "
+                "run the same command again to resume")
+
+    def evaluate(self) -> dict[str, Any]:
+        s = self.settings
+        run = load_run(self.run_dir, s.device)
+        family = run.family
+        # One untimed batch first, so that the speed does not include one-off start-up costs.
+        generate(family, run.normalizer, min(64, s.n_samples), seed=self.seed)
+        samples = generate(family, run.normalizer, s.n_samples, seed=self.seed)
+        provenance = {
+            "seed": self.seed, "nfe": samples.nfe, "step": run.step,
+            "sampler": getattr(family.config, "sampler", None) or f"{self.family_name} (one pass)",
+            "sampler_steps": getattr(family.config, "sampler_steps", None),
+            "run": str(self.run_dir),
+        }
+        result = self._score(samples.x, provenance)
+        arrays = {"x": samples.x, "provenance": np.array(json.dumps(provenance))}
+        tmp = self.run_dir / ".samples.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.run_dir / "samples.npz")
+        save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
+
+        cost = training_cost(self.run_dir, peak_gflops=self.peak_gflops)
+        curve = _read_curve(self.curve_path)
+        end = self._score(samples.x[: s.n_curve], {**provenance, "n_of_final": s.n_curve})
+        end_point = _curve_point(end, cost["steps"], cost["train_seconds"], min(s.n_curve, s.n_samples))
+        end_point["fraction"] = 1.0
+        curve = [p for p in curve if p.get("fraction", 0) < 1.0] + [end_point]
+
+        nfe_curve = None
+        if getattr(family, "default_sampler", None) is not None and s.nfe_steps:
+            nfe_curve = fid_against_nfe(
+                family, run.normalizer, self.dataset, samplers=tuple(s.nfe_steps),
+                steps=s.nfe_steps, n=s.n_nfe, seed=self.seed, extractor=self.extractor,
+                cache=self.cache)
+        parameters = int(run.config["parameters"])
+        record = {
+            "family": self.family_name,
+            "seed": self.seed,
+            "run_dir": str(self.run_dir),
+            "metrics": result["metrics"],
+            "details": result["details"],
+            "provenance": result["provenance"],
+            "notes": result["notes"],
+            "speed": {"samples_per_s": samples.samples_per_second, "nfe": samples.nfe,
+                      "seconds": samples.seconds, "n": s.n_samples, "batch_size": 500},
+            "training": cost,
+            "memory": {
+                # The process's high-water mark when training stopped: cumulative over the
+                # families trained before this one in the same process (CPU); on CUDA, the
+                # peak allocated by this family's training alone (reset before it).
+                "process_peak_rss_bytes": (cost.get("peak_memory") or {}).get("max_rss_bytes"),
+                "cuda_peak_bytes": (cost.get("peak_memory") or {}).get("cuda_max_allocated_bytes"),
+                # weights, gradients, two Adam moments and the EMA copy, in fp32
+                "training_state_bytes": parameters * 4 * 5,
+            },
+            "curve": curve,
+            "nfe_curve": nfe_curve,
+            "config": {"family_config": run.config["family_config"], "device": run.config["device"],
+                       "precision": run.config.get("precision")},
+        }
+        write_json_atomic(self.evaluation_path, record)
+        return record
+
+
+def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: bool = True,
+                   on_family_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train and score every family and seed of `settings` into `out_dir`, then write
+    results.json, results.csv and report.html. Returns the results (see `compare.results`)."""
+    from trilemma.compare.report import write_report
+    from trilemma.compare.results import summarise, write_results
+
+    out_dir = Path(out_dir)
+    log = _Log(progress)
+    dataset = load_data(settings.data)
+    resuming = prepare_output(out_dir, settings)
+    device = resolve_device(settings.device)
+    extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape) if dataset.kind == "image" else None
+    cache = FeatureCache()
+    peak = matmul_peak_gflops(device)
+    log(f"{'resuming' if resuming else 'comparing'} {', '.join(settings.families)} on "
+        f"{dataset.name} ({len(dataset.x_train)} training, {len(dataset.x_heldout)} held-out); "
+        f"budget {_budget_text(settings)} per family and seed, {settings.seeds} seed(s); "
+        f"device {describe_device(device).get('name', device.type)}; matmul peak {peak:.0f} GFLOP/s")
+
+    jobs = [_FamilyRunner(settings, dataset, out_dir, family, seed, cache, extractor, log, progress, peak)
+            for seed in range(settings.seeds) for family in settings.families]
+    evaluation_guess = {"vae": 15.0, "gan": 15.0, "diffusion": 90.0}
+    records = []
+    started = time.perf_counter()
+    for index, job in enumerate(jobs):
+        label = f"{job.family_name} seed {job.seed} ({index + 1}/{len(jobs)})"
+        if job.finished():
+            log(f"{label}: finished earlier, read from {job.evaluation_path}")
+            records.append(read_json(job.evaluation_path))
+            continue
+        remaining = _remaining(jobs[index:], settings, evaluation_guess)
+        state = "resuming training" if latest_checkpoint(job.run_dir) else "training"
+        log(f"{label}: {state}, {_budget_text(settings)}", remaining)
+        job.train()
+        log(f"{label}: sampling {settings.n_samples} and evaluating", _remaining(jobs[index:], settings, evaluation_guess, trained=True))
+        t0 = time.perf_counter()
+        record = job.evaluate()
+        evaluation_guess[job.family_name] = time.perf_counter() - t0
+        m = record["metrics"]
+        log(f"{label}: {m.get('fid_name', 'FD')} {m['fid']:.1f}, precision {m.get('precision', float('nan')):.2f}, "
+            f"recall {m.get('recall', float('nan')):.2f}, {record['speed']['samples_per_s']:.0f} samples/s")
+        records.append(record)
+        if on_family_done is not None:
+            on_family_done(record)
+
+    results = summarise(records, settings, dataset, device=describe_device(device), peak_gflops=peak)
+    results["wall_seconds_this_invocation"] = time.perf_counter() - started
+    write_results(results, out_dir)
+    log("writing report.html")
+    write_report(results, out_dir)
+    log(f"done: {out_dir / 'report.html'}; recommended for these priorities: "
+        f"{results['recommendation']['family']}")
+    return results
+
+
+def _budget_text(settings: CompareSettings) -> str:
+    if settings.seconds:
+        return f"{settings.seconds:g} s of training"
+    return f"{settings.steps} steps of training"
+
+
+def _remaining(jobs: list[_FamilyRunner], settings: CompareSettings, evaluation_guess: dict[str, float],
+               trained: bool = False) -> float | None:
+    if not settings.seconds:
+        return None
+    total = 0.0
+    for i, job in enumerate(jobs):
+        if job.finished():
+            continue
+        if not (trained and i == 0):
+            total += settings.seconds
+        total += evaluation_guess.get(job.family_name, 30.0)
+    return total + 5.0 * math.ceil(len(jobs) / 3)

@@ -1,0 +1,157 @@
+"""From measurements to a recommendation: each family scored on each criterion relative to
+the best family of this comparison, weighted by the user's priorities.
+
+Criteria, each in [0, 1] with 1 for the best family here:
+
+* fidelity: the mean of best-FD / FD, precision / best precision, and how close the sharpness
+  is to the real images' (min(s, 1/s), relative to the best); for 2-D points, the share of
+  high-quality samples replaces sharpness.
+* diversity: the mean of recall / best recall, coverage / best coverage, and the share of
+  classes (images) or modes (built-in 2-D mixtures) covered.
+* speed: sampling throughput on a log scale, 1 + log10(samples per s / best) / 3, floored at
+  0: a family 10× slower than the fastest scores 0.67, 1,000× slower scores 0.
+* stability: 1 − (coefficient of variation of FD across seeds) / 0.5, floored at 0; measured
+  only with several seeds, and left out of the weighting otherwise.
+
+A family whose FD is more than ``REACH`` times the best FD is "out of reach": it is not
+recommended, however fast, while a family within reach exists.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+CRITERIA = ("fidelity", "diversity", "speed", "stability")
+REACH = 2.0  # FD within this factor of the best counts as comparable quality
+
+
+def _ratio(value: float | None, best: float | None, higher_is_better: bool = True) -> float | None:
+    if value is None or best is None:
+        return None
+    if higher_is_better:
+        return value / best if best > 0 else None
+    return best / value if value > 0 else 1.0
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(present) / len(present) if present else None
+
+
+def criterion_scores(families: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    def best(key: str, higher: bool = True) -> float | None:
+        values = [f[key] for f in families.values() if f.get(key) is not None]
+        return (max(values) if higher else min(values)) if values else None
+
+    def closeness(s: float | None) -> float | None:
+        return min(s, 1 / s) if s else None
+
+    best_fd = best("fid", higher=False)
+    best_precision, best_recall, best_coverage = best("precision"), best("recall"), best("coverage")
+    best_speed = best("samples_per_s")
+    closenesses = {n: closeness(f.get("sharpness")) for n, f in families.items()}
+    best_closeness = max((c for c in closenesses.values() if c is not None), default=None)
+    best_quality = best("high_quality_fraction")
+    scores = {}
+    for name, f in families.items():
+        fidelity = [_ratio(f.get("fid"), best_fd, higher_is_better=False),
+                    _ratio(f.get("precision"), best_precision)]
+        fidelity.append(_ratio(closenesses[name], best_closeness) if f.get("sharpness") is not None
+                        else _ratio(f.get("high_quality_fraction"), best_quality))
+        diversity = [_ratio(f.get("recall"), best_recall), _ratio(f.get("coverage"), best_coverage)]
+        if f.get("classes_covered") is not None and f.get("num_classes"):
+            diversity.append(f["classes_covered"] / f["num_classes"])
+        elif f.get("modes_covered") is not None and f.get("num_modes"):
+            diversity.append(f["modes_covered"] / f["num_modes"])
+        speed = None
+        if f.get("samples_per_s") and best_speed:
+            speed = max(0.0, 1 + math.log10(f["samples_per_s"] / best_speed) / 3)
+        stability = None
+        if f.get("fid_cv") is not None:
+            stability = max(0.0, 1 - f["fid_cv"] / 0.5)
+        scores[name] = {"fidelity": _mean(fidelity), "diversity": _mean(diversity),
+                        "speed": speed, "stability": stability}
+    return scores
+
+
+def recommend(results: dict[str, Any], priorities: dict[str, float]) -> dict[str, Any]:
+    """The family with the highest priority-weighted score among those within reach, with the
+    reasons: each criterion's leader and figures, and what the choice gives up."""
+    families = results["families"]
+    if not families:
+        return {"family": None, "reasons": ["no family was evaluated"], "scores": {}, "ranking": []}
+    scores = criterion_scores(families)
+    best_fd = min(f["fid"] for f in families.values())
+    reachable = {n for n, f in families.items() if f["fid"] <= REACH * best_fd}
+    unmeasured = sorted({c for c, w in priorities.items() if w > 0 and
+                         all(s.get(c) is None for s in scores.values())})
+    totals = {}
+    for name, by_criterion in scores.items():
+        used = {c: w for c, w in priorities.items() if w > 0 and by_criterion.get(c) is not None}
+        weight = sum(used.values())
+        totals[name] = sum(w * by_criterion[c] for c, w in used.items()) / weight if weight else 0.0
+    ranking = sorted(totals, key=lambda n: (n in reachable, totals[n]), reverse=True)
+    choice = ranking[0]
+    reasons = _reasons(choice, families, scores, totals, priorities, reachable, best_fd)
+    if unmeasured:
+        reasons.append(f"Not measured in this run, so left out of the weighting: {', '.join(unmeasured)}"
+                       + (" (needs --seeds 2 or more)." if "stability" in unmeasured else "."))
+    return {
+        "family": choice,
+        "priorities": dict(priorities),
+        "scores": scores,
+        "weighted_score": totals,
+        "ranking": ranking,
+        "within_reach": sorted(reachable),
+        "reach_rule": f"FD at most {REACH:g}x the best FD of this comparison",
+        "reasons": reasons,
+    }
+
+
+def _reasons(choice: str, families: dict[str, Any], scores: dict[str, dict[str, float | None]],
+             totals: dict[str, float], priorities: dict[str, float], reachable: set[str],
+             best_fd: float) -> list[str]:
+    fid_name = families[choice].get("fid_name") or "FD"
+    weights = ", ".join(f"{c} {w:g}" for c, w in priorities.items() if w > 0)
+    ordered = sorted(totals, key=totals.get, reverse=True)
+    lines = [f"With priorities {weights}, {choice} scores {totals[choice]:.2f} "
+             f"(" + ", ".join(f"{n} {totals[n]:.2f}" for n in ordered if n != choice) + ")."]
+    for criterion in ("fidelity", "diversity", "speed", "stability"):
+        if priorities.get(criterion, 0) <= 0:
+            continue
+        values = {n: s[criterion] for n, s in scores.items() if s[criterion] is not None}
+        if not values:
+            continue
+        leader = max(values, key=values.get)
+        detail = _figure(criterion, families)
+        if leader == choice:
+            lines.append(f"It leads on {criterion}: {detail}.")
+        else:
+            lines.append(f"On {criterion} it trails {leader} ({values[choice]:.2f} vs "
+                         f"{values[leader]:.2f}): {detail}.")
+    out = sorted(set(families) - reachable)
+    if out:
+        lines.append(
+            f"Out of reach at this budget ({fid_name} more than {REACH:g}x the best, "
+            f"{best_fd:.1f}): {', '.join(out)}; not recommended however fast.")
+    if choice not in reachable:
+        lines.append("No family is within reach of the best; this is the best weighted score.")
+    return lines
+
+
+def _figure(criterion: str, families: dict[str, Any]) -> str:
+    def each(key: str, fmt: str) -> str:
+        return ", ".join(f"{n} {format(f[key], fmt)}" for n, f in families.items() if f.get(key) is not None)
+
+    if criterion == "fidelity":
+        name = next(iter(families.values())).get("fid_name") or "FD"
+        return f"{name} {each('fid', '.1f')}; precision {each('precision', '.2f')}"
+    if criterion == "diversity":
+        text = f"recall {each('recall', '.2f')}; coverage {each('coverage', '.2f')}"
+        if any(f.get("classes_covered") is not None for f in families.values()):
+            text += f"; classes covered {each('classes_covered', '.0f')}"
+        return text
+    if criterion == "speed":
+        return f"samples/s {each('samples_per_s', '.0f')}"
+    return f"FD coefficient of variation across seeds {each('fid_cv', '.2f')}"

@@ -1,0 +1,120 @@
+"""What a comparison runs: families, budget, seeds, sample counts, priorities; and the presets
+that make `trilemma compare --out DIR` finish in minutes on a 2-core CPU and do more on a GPU."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from trilemma.errors import UnsupportedRequest
+
+FAMILY_ORDER = ("vae", "gan", "diffusion")
+DEFAULT_PRIORITIES = {"fidelity": 1.0, "diversity": 1.0, "speed": 0.5, "stability": 0.5}
+
+
+@dataclass
+class CompareSettings:
+    """Everything that decides what a comparison trains and how it is measured.
+
+    ``seconds`` (or ``steps``) is each family's training budget, the same for every family and
+    seed; evaluation during training is not counted against it. ``evaluations`` quality points
+    are taken at equal fractions of the budget, the last at its end. ``n_samples`` samples per
+    family are scored at the end, ``n_curve`` at each point of the training curve (the end point
+    reuses the first ``n_curve`` of the final samples), ``n_nfe`` at each point of the diffusion
+    FD-against-NFE curve.
+    """
+
+    data: str = "mnist"
+    families: tuple[str, ...] = FAMILY_ORDER
+    seconds: float | None = 150.0
+    steps: int | None = None
+    seeds: int = 1
+    evaluations: int = 4
+    n_samples: int = 1000
+    n_curve: int = 400
+    n_nfe: int = 200
+    nfe_steps: dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {"ddim": (5, 10, 20, 50), "dpm-solver++": (5, 10, 20, 50)})
+    device: str = "auto"
+    precision: str = "auto"
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    priorities: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
+    capabilities: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # What must match for a folder to be resumed: everything that changes what is trained or
+    # measured. Priorities only change the verdict, so a rerun may change them.
+    IDENTITY = ("data", "families", "seconds", "steps", "seeds", "evaluations", "n_samples",
+                "n_curve", "n_nfe", "nfe_steps", "overrides", "precision")
+
+    def differences(self, stored: dict[str, Any]) -> list[str]:
+        mine = self.to_json()
+        normal = _jsonable
+        return [k for k in self.IDENTITY if normal(mine.get(k)) != normal(stored.get(k))]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def preset(kind: str, device_type: str) -> CompareSettings:
+    """Defaults for a data kind ("image" or "points") on a device type ("cpu" or "cuda").
+
+    CPU images: 150 s per family, so that the three families, their evaluation and the report
+    finish within 10 minutes on a 2-core CPU (measured: see the README). CUDA: 5 minutes per
+    family, wider networks, 5,000 samples and the ancestral sampler on the NFE curve.
+    Points: the 45 s budget of `trilemma train`, and the 2,500 samples of the mode protocol.
+    """
+    if kind == "points":
+        return CompareSettings(seconds=45.0, n_samples=2500, n_curve=1000, n_nfe=500,
+                               nfe_steps={"ddim": (5, 10, 20, 50), "dpm-solver++": (5, 10, 20, 50)})
+    if device_type == "cuda":
+        return CompareSettings(
+            seconds=300.0, n_samples=5000, n_curve=1000, n_nfe=1000,
+            nfe_steps={"ddpm": (100, 250, 1000), "ddim": (5, 10, 20, 50),
+                       "dpm-solver++": (5, 10, 20, 50)},
+            overrides={"diffusion": {"channels": (64, 128, 256), "batch_size": 128},
+                       "gan": {"base_width": 64, "batch_size": 128},
+                       "vae": {"base_width": 64, "batch_size": 128}},
+        )
+    return CompareSettings()
+
+
+def parse_families(text: str) -> tuple[str, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FAMILY_ORDER]
+    if unknown or not names:
+        raise UnsupportedRequest(
+            f"--families {text}: unknown family {', '.join(unknown) or '(none given)'} "
+            f"(known: {', '.join(FAMILY_ORDER)})")
+    if len(set(names)) != len(names):
+        raise UnsupportedRequest(f"--families {text}: a family is named twice")
+    return tuple(name for name in FAMILY_ORDER if name in names)
+
+
+def parse_priorities(text: str) -> dict[str, float]:
+    """`fidelity=2,speed=1`: weights of the criteria; a criterion not named keeps weight 0."""
+    weights = {name: 0.0 for name in DEFAULT_PRIORITIES}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in weights:
+            raise UnsupportedRequest(
+                f"--priorities {text}: '{part}' is not CRITERION=WEIGHT with a criterion among "
+                f"{', '.join(weights)}")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise UnsupportedRequest(f"--priorities {text}: weight '{value}' of {name} is not a number") from None
+        if not weight >= 0 or weight == float("inf"):
+            raise UnsupportedRequest(f"--priorities {text}: weight of {name} must be a finite number ≥ 0")
+        weights[name] = weight
+    if not any(weights.values()):
+        raise UnsupportedRequest(f"--priorities {text}: at least one weight must be positive")
+    return weights

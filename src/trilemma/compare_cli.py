@@ -1,0 +1,96 @@
+"""`trilemma compare`: argument handling only; the work is `trilemma.compare.run_comparison`."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any
+
+from trilemma.errors import UnsupportedRequest
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def add_compare_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "compare", help="train every family on the same data under the same budget, evaluate them "
+        "the same way and write report.html, results.json and results.csv")
+    p.add_argument("--data", default="mnist", help="data spec, as for train (default: mnist)")
+    p.add_argument("--out", required=True, help="output folder (new; rerun with the same one to resume)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive_float,
+                        help="training minutes per family and seed (default: 2.5 on a CPU, 5 on a GPU, "
+                        "0.75 on 2-D points)")
+    budget.add_argument("--steps", type=_positive_int, help="training steps per family and seed instead")
+    p.add_argument("--families", default="vae,gan,diffusion", help="comma list (default: all three)")
+    p.add_argument("--seeds", type=_positive_int, default=1,
+                   help="train each family this many times; the spread is the stability figure")
+    p.add_argument("--priorities", help="weights of fidelity, diversity, speed, stability, e.g. "
+                   "fidelity=1,speed=2 (default: fidelity=1,diversity=1,speed=0.5,stability=0.5)")
+    p.add_argument("--samples", type=_positive_int, help="samples per family for the final evaluation "
+                   "(default: 1,000 on a CPU, 5,000 on a GPU, 2,500 for points)")
+    p.add_argument("--evaluations", type=_positive_int,
+                   help="quality points during training, the last at the end (default 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--capabilities", action="store_true",
+                   help="also measure what each family can do beyond sampling (section of the report)")
+    p.add_argument("--quiet", action="store_true", help="print only the final line")
+    p.set_defaults(run=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from trilemma.compare import ComparisonInterrupted, parse_families, parse_priorities, preset, run_comparison
+    from trilemma.data import load_data
+    from trilemma.device import resolve_device
+
+    families = parse_families(args.families)
+    priorities = parse_priorities(args.priorities) if args.priorities else None
+    dataset = load_data(args.data)  # a bad spec fails here, before anything is created
+    settings = preset(dataset.kind, resolve_device(args.device).type)
+    changes: dict[str, Any] = {"data": args.data, "families": families,
+                               "seeds": args.seeds, "device": args.device, "precision": args.precision,
+                               "capabilities": args.capabilities}
+    if args.minutes:
+        changes.update(seconds=args.minutes * 60, steps=None)
+    if args.steps:
+        changes.update(steps=args.steps, seconds=None)
+    if priorities:
+        changes["priorities"] = priorities
+    if args.samples:
+        if args.samples < 20:
+            raise UnsupportedRequest(f"--samples {args.samples}: at least 20 are needed for the metrics")
+        changes.update(n_samples=args.samples, n_curve=min(settings.n_curve, args.samples),
+                       n_nfe=min(settings.n_nfe, args.samples))
+    if args.evaluations:
+        changes["evaluations"] = args.evaluations
+    settings = replace(settings, **changes)
+    try:
+        results = run_comparison(settings, args.out, progress=not args.quiet)
+    except ComparisonInterrupted as stop:
+        print(f"trilemma: interrupted: {stop}")
+        return 130
+    rec = results["recommendation"]
+    summary = ", ".join(
+        f"{n} {f.get('fid_name') or 'FD'} {f['fid']:.1f} recall {f['recall']:.2f} {f['samples_per_s']:.0f}/s"
+        for n, f in results["families"].items())
+    print(f"report: {args.out}/report.html; {summary}; recommended: {rec['family']}")
+    return 0
