@@ -58,7 +58,13 @@ def add_compare_parser(commands: Any) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from trilemma.compare import ComparisonInterrupted, parse_families, parse_priorities, preset, run_comparison
+    from trilemma.compare import (
+        ComparisonInterrupted,
+        parse_families,
+        parse_priorities,
+        preset,
+        run_comparison,
+    )
     from trilemma.data import load_data
     from trilemma.device import resolve_device
 

@@ -7,11 +7,12 @@ from trilemma.compare import CompareSettings, run_comparison
 
 def small_settings(**changes) -> CompareSettings:
     """A comparison small enough for a test: 8x8 digits, a few steps, few samples."""
-    base = dict(data="digits", seconds=None, steps=12, evaluations=2, n_samples=60, n_curve=40,
-                n_nfe=30, nfe_steps={"dpm-solver++": (2, 4)}, device="cpu", precision="fp32",
-                overrides={"diffusion": {"channels": (8, 16), "batch_size": 32},
-                           "gan": {"base_width": 8, "batch_size": 32},
-                           "vae": {"base_width": 8, "batch_size": 32}})
+    base = {"data": "digits", "seconds": None, "steps": 12, "evaluations": 2, "n_samples": 60,
+            "n_curve": 40, "n_nfe": 30, "nfe_steps": {"dpm-solver++": (2, 4)}, "device": "cpu",
+            "precision": "fp32",
+            "overrides": {"diffusion": {"channels": (8, 16), "batch_size": 32},
+                          "gan": {"base_width": 8, "batch_size": 32},
+                          "vae": {"base_width": 8, "batch_size": 32}}}
     base.update(changes)
     return CompareSettings(**base)
 

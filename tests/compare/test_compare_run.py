@@ -11,16 +11,16 @@ import pytest
 from trilemma.cli import main
 from trilemma.compare import run_comparison
 from trilemma.compare import runner as runner_module
+from trilemma.data import load_data
 from trilemma.errors import RunError
 from trilemma.training import Budget, train
-from trilemma.data import load_data
 
 FIELDS = ("fid", "kid", "precision", "recall", "density", "coverage", "classes_covered",
           "sharpness", "samples_per_s", "nfe", "train_seconds", "parameters", "peak_memory_bytes")
 
 
 def test_outputs_hold_every_family_with_its_figures(small_comparison):
-    out, results = small_comparison
+    out, _ = small_comparison
     stored = json.loads((out / "results.json").read_text())
     assert set(stored["families"]) == {"vae", "gan", "diffusion"}
     for name, entry in stored["families"].items():

@@ -7,6 +7,7 @@ figures travel with every verdict for the reader to judge too.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 SHARP = 0.7  # relative sharpness (Laplacian variance / real's) from which samples count as sharp
@@ -32,7 +33,7 @@ def _setbacks(entry: dict[str, Any]) -> list[float]:
     rises = []
     for curve in entry.get("curves", []):
         fds = [p["fid"] for p in curve["points"] if p.get("fid") is not None]
-        rises += [(b - a) / a for a, b in zip(fds, fds[1:]) if a > 0]
+        rises += [(b - a) / a for a, b in pairwise(fds) if a > 0]
     return rises
 
 

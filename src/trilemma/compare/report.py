@@ -202,13 +202,14 @@ def render_report(results: dict[str, Any]) -> str:
     device = results["device"].get("name") or results["device"].get("type")
     notes = sorted({n for f in families.values() for n in f.get("notes") or [] if n})
     nfe_png = figures.fid_against_nfe(results)
+    subtitle = (
+        f"Each family trained for {budget} (the same budget), {settings['seeds']} seed(s), on "
+        f"{device} (float32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s); "
+        f"{results['data'].get('n_train', '')} training and {results['data'].get('n_heldout', '')} "
+        f"held-out examples. Created {results['created']} by trilemma {results['trilemma_version']}.")
     parts = [
         f"<h1>trilemma: {', '.join(_e(n) for n in families)} on {_e(results['data']['name'])}</h1>",
-        f'<p class="sub">Each family trained for {_e(budget)} (the same budget), {settings["seeds"]} '
-        f"seed(s), on {_e(device)} (float32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s); "
-        f"{results['data'].get('n_train', '')} training and "
-        f"{results['data'].get('n_heldout', '')} held-out examples. Created {_e(results['created'])} by trilemma "
-        f"{_e(results['trilemma_version'])}.</p>",
+        f'<p class="sub">{_e(subtitle)}</p>',
         _recommendation(results),
         "<h2>The trilemma at a glance</h2>",
         _img(figures.trilemma_triangle(results, scores), "trilemma triangle"),

@@ -20,8 +20,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,12 +30,11 @@ import torch
 from trilemma.checkpoints import latest_checkpoint, read_json, write_json_atomic
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset, load_data
-from trilemma.device import resolve_device, describe_device
+from trilemma.device import describe_device, resolve_device
 from trilemma.errors import RunError
-from trilemma.evaluation import evaluate, fid_against_nfe
+from trilemma.evaluation import builtin_name, evaluate, fid_against_nfe
 from trilemma.images import save_sample_picture
 from trilemma.metrics.features import FeatureCache, extractor_for
-from trilemma.evaluation import builtin_name
 from trilemma.metrics.speed import matmul_peak_gflops, training_cost
 from trilemma.sampling import generate, load_run
 from trilemma.training import Budget, train
@@ -69,7 +69,7 @@ class _Log:
 
 def _duration(seconds: float) -> str:
     seconds = max(0.0, float(seconds))
-    minutes, s = divmod(int(round(seconds)), 60)
+    minutes, s = divmod(round(seconds), 60)
     return f"{minutes} min {s:02d} s" if minutes else f"{s} s"
 
 
