@@ -51,6 +51,8 @@ def add_compare_parser(commands: Any) -> None:
                    help="quality points during training, the last at the end (default 4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional models (labelled data): adds class agreement and CAS")
     p.add_argument("--capabilities", action="store_true",
                    help="also measure what each family can do beyond sampling (section of the report)")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
@@ -74,7 +76,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     settings = preset(dataset.kind, resolve_device(args.device).type)
     changes: dict[str, Any] = {"data": args.data, "families": families,
                                "seeds": args.seeds, "device": args.device, "precision": args.precision,
-                               "capabilities": args.capabilities}
+                               "conditional": args.conditional, "capabilities": args.capabilities}
     if args.minutes:
         changes.update(seconds=args.minutes * 60, steps=None)
     if args.steps:

@@ -64,6 +64,8 @@ METRIC_ROWS = (
     ("fraction_of_peak", "training FLOP/s ÷ matmul peak", ".3f"),
     ("peak_memory_bytes", "peak memory (MiB)", "mib"),
     ("near_copy_fraction", "near copies of training images", ".3f"),
+    ("label_agreement", "samples classified as the requested class", ".3f"),
+    ("cas", "classification accuracy score (CAS)", ".3f"),
 )
 
 

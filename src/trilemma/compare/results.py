@@ -22,6 +22,7 @@ COLUMNS = (
     "modes_covered", "num_modes", "high_quality_fraction", "sharpness", "samples_per_s", "nfe",
     "train_seconds", "steps", "images_per_s", "parameters", "training_gflops_per_image",
     "fraction_of_peak", "peak_memory_bytes", "training_state_bytes", "near_copy_fraction",
+    "label_agreement", "cas",
 )
 
 
@@ -54,6 +55,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_bytes": memory.get("cuda_peak_bytes") or memory.get("process_peak_rss_bytes"),
         "training_state_bytes": memory.get("training_state_bytes"),
         "near_copy_fraction": m.get("near_copy_fraction_features", m.get("near_copy_fraction")),
+        "label_agreement": m.get("label_agreement"),  # conditional runs only
+        "cas": m.get("cas"),
     }
 
 

@@ -135,8 +135,8 @@ class _FamilyRunner:
     def finished(self) -> bool:
         return self.evaluation_path.exists()
 
-    def _score(self, x: np.ndarray, provenance: dict[str, Any]) -> dict[str, Any]:
-        return evaluate(x, self.dataset, extractor=self.extractor, seed=self.seed,
+    def _score(self, x: np.ndarray, provenance: dict[str, Any], y: np.ndarray | None = None) -> dict[str, Any]:
+        return evaluate(x, self.dataset, samples_y=y, extractor=self.extractor, seed=self.seed,
                         provenance=provenance, cache=self.cache)
 
     def _checkpoints_due(self) -> list[float]:
@@ -169,7 +169,7 @@ class _FamilyRunner:
             torch.cuda.reset_peak_memory_stats()
         result = train(
             self.family_name, self.dataset, self.run_dir, budget=budget, seed=self.seed,
-            device=s.device, resume=resume, precision=s.precision,
+            device=s.device, resume=resume, precision=s.precision, conditional=s.conditional,
             overrides=dict(s.overrides.get(self.family_name, {})), progress=self.progress,
             on_step=on_step,
         )
@@ -191,8 +191,10 @@ class _FamilyRunner:
             "sampler_steps": getattr(family.config, "sampler_steps", None),
             "run": str(self.run_dir),
         }
-        result = self._score(samples.x, provenance)
+        result = self._score(samples.x, provenance, samples.y)
         arrays = {"x": samples.x, "provenance": np.array(json.dumps(provenance))}
+        if samples.y is not None:
+            arrays["y"] = samples.y
         tmp = self.run_dir / ".samples.tmp.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, self.run_dir / "samples.npz")

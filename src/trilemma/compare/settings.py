@@ -39,6 +39,7 @@ class CompareSettings:
     precision: str = "auto"
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     priorities: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
+    conditional: bool = False
     capabilities: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -47,7 +48,7 @@ class CompareSettings:
     # What must match for a folder to be resumed: everything that changes what is trained or
     # measured. Priorities only change the verdict, so a rerun may change them.
     IDENTITY = ("data", "families", "seconds", "steps", "seeds", "evaluations", "n_samples",
-                "n_curve", "n_nfe", "nfe_steps", "overrides", "precision")
+                "n_curve", "n_nfe", "nfe_steps", "overrides", "precision", "conditional")
 
     def differences(self, stored: dict[str, Any]) -> list[str]:
         mine = self.to_json()
