@@ -18,6 +18,7 @@ from ddp_cases import CASES, STEPS
 from trilemma import distributed, training
 from trilemma.data import load_data
 from trilemma.errors import RunError, TrainingDiverged
+from trilemma.metrics.features import extractor_for
 from trilemma.sampling import generate, load_run
 from trilemma.training import Budget, train
 
@@ -69,8 +70,16 @@ def main() -> None:
 
     run = load_run(reference, "cpu")
     samples = generate(run.family, run.normalizer, 11, seed=4, batch_size=3)
+    extractor = extractor_for("digits", (1, 8, 8), device="cpu")
+    extractor.batch_size = 16
+    features = extractor.features(data["digits"].x_heldout[:50])
+    with distributed.rank_local():  # rank 0 alone, no collective: must not wait for rank 1
+        if distributed.is_main():
+            alone = generate(run.family, run.normalizer, 5, seed=4, batch_size=3)
     if distributed.is_main():
         np.save(out / "samples.npy", samples.x)
+        np.save(out / "samples-rank-local.npy", alone.x)
+        np.save(out / "features.npy", features)
         (out / "world.json").write_text(json.dumps({"world_size": distributed.world_size()}))
     distributed.shutdown()
 

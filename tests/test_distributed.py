@@ -16,6 +16,7 @@ import torch
 from ddp_cases import CASES, STEPS
 from trilemma.checkpoints import latest_checkpoint, load_checkpoint
 from trilemma.data import load_data
+from trilemma.metrics.features import extractor_for
 from trilemma.sampling import generate, load_run
 from trilemma.training import Budget, train
 
@@ -98,6 +99,14 @@ def test_sampling_split_over_two_ranks_equals_one_process(runs):
     split = np.load(runs / "ddp" / "samples.npy")
     np.testing.assert_allclose(split, single.x, atol=1e-5)
     assert json.loads((runs / "ddp" / "world.json").read_text()) == {"world_size": 2}
+    np.testing.assert_allclose(np.load(runs / "ddp" / "samples-rank-local.npy"), single.x[:5], atol=1e-5)
+
+
+def test_feature_extraction_split_over_two_ranks_equals_one_process(runs):
+    extractor = extractor_for("digits", (1, 8, 8), device="cpu")
+    extractor.batch_size = 16
+    single = extractor.features(load_data("digits").x_heldout[:50])
+    np.testing.assert_allclose(np.load(runs / "ddp" / "features.npy"), single, rtol=1e-6, atol=1e-9)
 
 
 def test_cli_run_killed_mid_way_resumes_under_torchrun(tmp_path):

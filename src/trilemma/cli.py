@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     from trilemma import distributed
 
     try:
+        if distributed.launched():  # under torchrun: join the process group before any work
+            from trilemma.device import resolve_device
+
+            distributed.init(resolve_device(getattr(args, "device", "auto")))
         code = args.run(args)
     except TrilemmaError as error:
         print(f"trilemma: error: {error}", file=sys.stderr)

@@ -29,8 +29,9 @@ import torch.distributed as dist
 from trilemma.errors import UnsupportedRequest
 
 __all__ = [
-    "barrier", "batch_shard", "broadcast_flag", "gather_objects", "init", "is_distributed", "is_main",
-    "launched", "local_rank", "per_sample", "rank", "shutdown", "world_size",
+    "all_reduce_sum", "barrier", "batch_shard", "broadcast_flag", "gather_objects", "init", "is_distributed",
+    "is_main", "launched", "local_rank", "per_sample", "randn_like", "rank", "rank_local", "shutdown",
+    "work_split", "world_size",
 ]
 
 
@@ -118,6 +119,33 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+# ----------------------------------------------------------------------------- split work
+
+_alone = False  # inside rank_local(): this rank does whole jobs by itself
+
+
+def work_split() -> tuple[int, int]:
+    """(this rank, number of ranks) for work that every rank calls together and splits:
+    sampling (`sampling.generate`) and feature extraction. (0, 1) without torchrun or inside
+    `rank_local()`."""
+    if _alone or not is_distributed():
+        return 0, 1
+    return rank(), world_size()
+
+
+@contextmanager
+def rank_local() -> Iterator[None]:
+    """Within this context generate() and feature extraction do all the work on this rank and
+    take part in no collective: for code that only rank 0 runs, e.g. ``if is_main():`` blocks.
+    (Outside it, those calls must be made by every rank, or rank 0 waits for the others.)"""
+    global _alone
+    previous, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = previous
 
 
 # ----------------------------------------------------------------------------- batch shards

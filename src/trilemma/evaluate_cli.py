@@ -303,6 +303,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                 "(about 87-90 nats) only on binarised images."
             )
 
+    from trilemma import distributed
+
+    if not distributed.is_main():  # under torchrun every rank took part; rank 0 reports
+        return
     print(f"{len(x)} samples from {source} against {dataset.name}:")
     print(format_result(result))
     if json_out is not None:

@@ -89,10 +89,11 @@ def generate(
 ) -> Samples:
     """n samples in user space, in batches, timed; options go to the family's sample().
 
-    Under torchrun every rank must call this: each draws its share of the batches and every
-    rank gets all n samples back, equal to a single-process call with the same seed."""
+    Under torchrun every rank must call this (or wrap a rank-0-only call in
+    `distributed.rank_local()`): each draws its share of the batches and every rank gets all n
+    samples back, equal to a single-process call with the same seed."""
     distributed.init(family.device)
-    world, rank = distributed.world_size(), distributed.rank()
+    rank, world = distributed.work_split()
     done: list[tuple[int, np.ndarray, np.ndarray | None, int]] = []
     was_training = family.training
     family.eval()
