@@ -104,6 +104,8 @@ def _read_samples(path: Path, n: int | None):
 
 
 def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
+    from trilemma import distributed
+    from trilemma.device import describe_device
     from trilemma.metrics.speed import training_cost
 
     family = run.family
@@ -121,6 +123,8 @@ def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
         "seed": samples.info.get("seed"),
         "sampling_seconds": samples.seconds,
         "samples_per_s": samples.samples_per_second,
+        "sampling_device": describe_device(family.device),
+        "sampling_processes": distributed.world_size(),  # torchrun ranks the batches were dealt to
         "run": {
             "family": run.config["family"],
             "data": run.config["data"].get("spec"),
