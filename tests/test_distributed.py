@@ -134,3 +134,20 @@ def test_cli_run_killed_mid_way_resumes_under_torchrun(tmp_path):
     train("vae", load_data("digits"), tmp_path / "straight", budget=Budget(steps=steps), seed=2,
           overrides={"batch_size": 32}, progress=False, device="cpu")
     _assert_same_weights(tmp_path / "straight", run)
+
+    sampled = subprocess.run(_torchrun(2, "-m", "trilemma", "sample", run, "--samples", 10, "--batch-size", 3,
+                                       "--out", tmp_path / "samples.npz", "--device", "cpu"),
+                             env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, check=False)
+    assert sampled.returncode == 0, sampled.stdout[-3000:] + sampled.stderr[-3000:]
+    assert sampled.stdout.count("10 samples from") == 1  # rank 0 writes and reports
+    loaded = load_run(run, "cpu")
+    single = generate(loaded.family, loaded.normalizer, 10, seed=0, batch_size=3)
+    np.testing.assert_array_equal(np.load(tmp_path / "samples.npz")["x"], single.x)
+
+
+def test_a_single_process_run_creates_no_process_group(tmp_path):
+    train("vae", load_data("ring8"), tmp_path / "run", budget=Budget(steps=2), progress=False, device="cpu",
+          overrides={"mlp_width": 16})
+    assert not torch.distributed.is_initialized()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["distributed"]["world_size"] == 1 and config["distributed"]["backend"] is None

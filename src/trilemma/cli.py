@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir")
-    p.add_argument("--n", type=_positive_int, required=True)
+    # --samples: under torchrun, whose parser reads --n as an abbreviation of its own --nnodes etc.
+    p.add_argument("--n", "--samples", dest="n", type=_positive_int, required=True)
     p.add_argument("--out", required=True, help="FILE.npz: x (uint8 NHWC images or float32 points), y if conditional")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++"], help="diffusion only")

@@ -57,7 +57,7 @@ def add_evaluate_parser(commands: Any) -> None:
     p.add_argument("--data", help="the real data (a data spec, as for train); default for a run: "
                    "the data it was trained on")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results here")
-    p.add_argument("--n", type=_positive_int,
+    p.add_argument("--n", "--samples", dest="n", type=_positive_int,  # torchrun takes --n for its --nnodes
                    help="samples to draw from a run (default 2000 images, 2500 points), or the "
                    "first N of a file")
     p.add_argument("--n-real", type=_positive_int,

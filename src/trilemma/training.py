@@ -178,6 +178,8 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
     return None
 
 
+DEVICE_RESIDENT_BYTES = 2 << 30  # training sets up to 2 GiB are copied to the GPU once
+
 BATCH_RULE = ("the configured batch size is the global batch and the learning rate is unchanged; "
               "each of world_size ranks takes batch_size / world_size of every global batch")
 
@@ -312,7 +314,13 @@ def train(
     x_train = dataset.x_train
     y_train = dataset.y_train if config.data.num_classes else None
     if torch_device.type == "cuda":
-        x_train = x_train.pin_memory()
+        # A training set that fits lives on the GPU (no copy per step); a larger one is pinned,
+        # so its batches copy without a staging buffer.
+        if x_train.numel() * x_train.element_size() <= DEVICE_RESIDENT_BYTES:
+            x_train = x_train.to(torch_device)
+            y_train = y_train.to(torch_device) if y_train is not None else None
+        else:
+            x_train = x_train.pin_memory()
     batches_per_epoch = n // batch_size
     # The single-process permutation, seed * 1_000_003 + epoch; rank r reads positions r, r + N,
     # ... of it, so the ranks' i-th batches together are exactly the single-process i-th batch.
@@ -351,7 +359,7 @@ def train(
                     sampler.set_epoch(epoch)
                     order = torch.tensor(list(sampler))
                     order_epoch = epoch
-                index = order[position * rank_batch:(position + 1) * rank_batch]
+                index = order[position * rank_batch:(position + 1) * rank_batch].to(x_train.device)
                 x = dataset.normalizer.to_model(x_train[index].to(torch_device, non_blocking=True))
                 x = x.contiguous(memory_format=layout)
                 labels = y_train[index].to(torch_device) if y_train is not None else None
