@@ -45,11 +45,17 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank; torchrun's RANK even before the process group is joined."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ["RANK"]) if launched() else 0
 
 
 def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
+    """The number of processes; torchrun's WORLD_SIZE even before the process group is joined."""
+    if is_distributed():
+        return dist.get_world_size()
+    return int(os.environ["WORLD_SIZE"]) if launched() else 1
 
 
 def local_rank() -> int:
