@@ -251,6 +251,9 @@ def train(
         cls = family_class(family_name)
         config = cls.default_config(_data_shape(dataset, conditional), **(overrides or {}))
     precision = resolve_precision(precision, torch_device)
+    if torch_device.type == "cuda":
+        # Batches keep one shape for the whole run, so cuDNN's per-shape autotuning pays off.
+        torch.backends.cudnn.benchmark = True
     if (conditional or config.data.num_classes) and dataset.y_train is None:
         raise RunError(f"{dataset.name}: a conditional model needs labelled data, and this data has no labels")
     n = len(dataset.x_train)
