@@ -39,6 +39,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from trilemma import distributed
     from trilemma.data import load_data
     from trilemma.images import save_sample_picture
     from trilemma.sampling import generate, load_run
@@ -56,11 +57,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(
         args.family, dataset, args.out, budget=budget, seed=args.seed, device=args.device,
         resume=args.resume, conditional=args.conditional, precision=args.precision, overrides=overrides,
-        checkpoint_every_steps=args.checkpoint_every, progress=not args.quiet,
+        checkpoint_every_steps=args.checkpoint_every, progress=not args.quiet, compile=args.compile,
     )
     run = load_run(args.out, args.device)
     preview = generate(run.family, run.normalizer, 64 if dataset.kind == "image" else 2500, seed=args.seed)
     picture = Path(args.out) / "samples.png"
+    if not distributed.is_main():  # under torchrun: rank 0 writes and reports
+        return 130 if result.interrupted else 0
     save_sample_picture(preview.x, picture, dataset.name)
     state = "stopped early (resume with --resume)" if result.interrupted else "done"
     print(
@@ -73,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from trilemma import distributed
     from trilemma.images import save_sample_picture
     from trilemma.sampling import generate, load_run
 
@@ -95,6 +99,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         labels = np.full(args.n, args.class_label, dtype=np.int64)
     samples = generate(run.family, run.normalizer, args.n, seed=args.seed, batch_size=args.batch_size,
                        labels=labels, **options)
+    if not distributed.is_main():  # under torchrun every rank samples its share; rank 0 writes
+        return
     arrays = {"x": samples.x}
     if samples.y is not None:
         arrays["y"] = samples.y
@@ -147,11 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
                    help="checkpoint every this many steps (default: every 60 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the trained networks (worth it on CUDA for long runs; off by default)")
     p.set_defaults(run=cmd_train)
 
     p = commands.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir")
-    p.add_argument("--n", type=_positive_int, required=True)
+    # --samples: under torchrun, whose parser reads --n as an abbreviation of its own --nnodes etc.
+    p.add_argument("--n", "--samples", dest="n", type=_positive_int, required=True)
     p.add_argument("--out", required=True, help="FILE.npz: x (uint8 NHWC images or float32 points), y if conditional")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++"], help="diffusion only")
@@ -174,7 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from trilemma import distributed
+
     try:
+        if distributed.launched():  # under torchrun: join the process group before any work
+            from trilemma.device import resolve_device
+
+            distributed.init(resolve_device(getattr(args, "device", "auto")))
         code = args.run(args)
     except TrilemmaError as error:
         print(f"trilemma: error: {error}", file=sys.stderr)
@@ -182,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("trilemma: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()  # under torchrun: leave the process group cleanly
     return code or 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 import torch
@@ -10,12 +11,14 @@ from trilemma.errors import UnsupportedRequest
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """Under torchrun, "auto" and "cuda" mean this process's own GPU, cuda:LOCAL_RANK."""
+    local = int(os.environ.get("LOCAL_RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UnsupportedRequest(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-        return torch.device(name)
+        return torch.device("cuda", local) if name == "cuda" and local is not None else torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
     raise UnsupportedRequest(f"--device {name}: unknown device (use auto, cpu or cuda)")

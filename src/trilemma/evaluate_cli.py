@@ -57,7 +57,7 @@ def add_evaluate_parser(commands: Any) -> None:
     p.add_argument("--data", help="the real data (a data spec, as for train); default for a run: "
                    "the data it was trained on")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results here")
-    p.add_argument("--n", type=_positive_int,
+    p.add_argument("--n", "--samples", dest="n", type=_positive_int,  # torchrun takes --n for its --nnodes
                    help="samples to draw from a run (default 2000 images, 2500 points), or the "
                    "first N of a file")
     p.add_argument("--n-real", type=_positive_int,
@@ -104,6 +104,8 @@ def _read_samples(path: Path, n: int | None):
 
 
 def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
+    from trilemma import distributed
+    from trilemma.device import describe_device
     from trilemma.metrics.speed import training_cost
 
     family = run.family
@@ -121,6 +123,8 @@ def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
         "seed": samples.info.get("seed"),
         "sampling_seconds": samples.seconds,
         "samples_per_s": samples.samples_per_second,
+        "sampling_device": describe_device(family.device),
+        "sampling_processes": distributed.world_size(),  # torchrun ranks the batches were dealt to
         "run": {
             "family": run.config["family"],
             "data": run.config["data"].get("spec"),
@@ -303,6 +307,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                 "(about 87-90 nats) only on binarised images."
             )
 
+    from trilemma import distributed
+
+    if not distributed.is_main():  # under torchrun every rank took part; rank 0 reports
+        return
     print(f"{len(x)} samples from {source} against {dataset.name}:")
     print(format_result(result))
     if json_out is not None:

@@ -1,8 +1,12 @@
 """The one sampling path: load a run, put its EMA weights in place, draw samples in batches,
-and hand them back in the user's space (uint8 NHWC images or float32 points)."""
+and hand them back in the user's space (uint8 NHWC images or float32 points).
+
+Each batch has its own seeded noise (batch 0 the plain seed), so under torchrun the batches
+are dealt round-robin to the ranks and gathered, and the result is the single-process one."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trilemma import distributed
 from trilemma.checkpoints import latest_checkpoint, load_tensors, read_json
 from trilemma.data import Normalizer
 from trilemma.device import memory_format, resolve_device, sampling_generator
@@ -64,6 +69,14 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     return LoadedRun(run_dir, family, normalizer, config, step)
 
 
+def batch_seed(seed: int, batch: int) -> int:
+    """The noise seed of one batch: the run's seed for the first (so n <= batch_size samples are
+    what they always were), a hash of (seed, batch) for the others."""
+    if batch == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"trilemma-sample:{seed}:{batch}".encode()).digest()[:8], "little") >> 1
+
+
 def generate(
     family: Family,
     normalizer: Normalizer,
@@ -74,24 +87,34 @@ def generate(
     labels: np.ndarray | None = None,
     **options: Any,
 ) -> Samples:
-    """n samples in user space, in batches, timed; options go to the family's sample()."""
-    generator = sampling_generator(seed)
-    xs, ys, nfe = [], [], 0
+    """n samples in user space, in batches, timed; options go to the family's sample().
+
+    Under torchrun every rank must call this (or wrap a rank-0-only call in
+    `distributed.rank_local()`): each draws its share of the batches and every rank gets all n
+    samples back, equal to a single-process call with the same seed."""
+    distributed.init(family.device)
+    rank, world = distributed.work_split()
+    done: list[tuple[int, np.ndarray, np.ndarray | None, int]] = []
     was_training = family.training
     family.eval()
     started = time.perf_counter()
-    for first in range(0, n, batch_size):
+    for batch, first in enumerate(range(0, n, batch_size)):
+        if batch % world != rank:
+            continue
         count = min(batch_size, n - first)
         batch_labels = None if labels is None else torch.as_tensor(labels[first:first + count], dtype=torch.long)
-        out = family.sample(count, generator, labels=batch_labels, **options)
-        xs.append(normalizer.from_model(out.x))
-        if out.labels is not None:
-            ys.append(out.labels.cpu().numpy())
-        nfe = out.nfe
+        out = family.sample(count, sampling_generator(batch_seed(seed, batch)), labels=batch_labels, **options)
+        y_batch = out.labels.cpu().numpy() if out.labels is not None else None
+        done.append((batch, normalizer.from_model(out.x), y_batch, out.nfe))
     if family.device.type == "cuda":
         torch.cuda.synchronize(family.device)
+    if world > 1:
+        done = sorted((item for part in distributed.gather_objects(done) for item in part), key=lambda d: d[0])
     seconds = time.perf_counter() - started
     family.train(was_training)
+    xs = [x for _, x, _, _ in done]
+    ys = [y for _, _, y, _ in done if y is not None]
+    nfe = done[-1][3] if done else 0
     y = np.concatenate(ys).astype(np.int64) if ys else None
     info = {"seed": seed, "n": n, "nfe": nfe, **{k: v for k, v in options.items() if v is not None}}
     return Samples(np.concatenate(xs), y, nfe, seconds, info)

@@ -3,6 +3,11 @@
 Reproducibility: data order is a function of (seed, epoch); all other randomness comes from
 torch's global generator, whose state is saved in each checkpoint. A run interrupted and
 resumed under a step budget ends with the same weights as an uninterrupted one.
+
+Under torchrun (`trilemma.distributed`) the same loop trains one model with DDP: the configured
+batch size is the global batch, each of N ranks takes a disjoint B/N of it through one
+DistributedSampler over the single-process permutation, and the learning rate is unchanged;
+rank 0 alone writes files. The saved state does not depend on N, so a run resumes under any N.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
 
-from trilemma import __version__
+from trilemma import __version__, distributed
 from trilemma.checkpoints import (
     latest_checkpoint,
     load_checkpoint,
@@ -171,6 +178,25 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
     return None
 
 
+DEVICE_RESIDENT_BYTES = 2 << 30  # training sets up to 2 GiB are copied to the GPU once
+
+BATCH_RULE = ("the configured batch size is the global batch and the learning rate is unchanged; "
+              "each of world_size ranks takes batch_size / world_size of every global batch")
+
+
+def _replicas(family: Family, device: torch.device, compile: bool) -> dict[str, torch.nn.Module] | None:
+    """The wrappers training_step calls: DDP under torchrun (it averages the gradients in
+    backward, for every optimiser), torch.compile under --compile, both, or none."""
+    if not distributed.is_distributed() and not compile:
+        return None
+    replicas: dict[str, torch.nn.Module] = {}
+    for name, module in family.networks().items():
+        if distributed.is_distributed():
+            module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        replicas[name] = torch.compile(module) if compile else module
+    return replicas
+
+
 def train(
     family_name: str,
     dataset: Dataset,
@@ -187,16 +213,27 @@ def train(
     checkpoint_every_steps: int | None = None,
     progress: bool = True,
     on_step: Callable[[int, float, Family, EMA], bool | None] | None = None,
+    compile: bool = False,
 ) -> TrainResult:
     """Train one family on a data set into run_dir.
 
     ``on_step(step, elapsed, family, ema)`` is called after each step with the training seconds
     so far; time spent inside it is not counted against the budget. Returning True stops the
     run with a checkpoint, as Ctrl-C does (the caller can then resume).
+
+    Under torchrun this is called on every rank, with identical weights and EMA on each (the
+    EMA is kept on every rank so that sampling can be split across them). The run stops when
+    any rank's on_step returns True, and the others wait for it at that point, so rank 0 may
+    evaluate (or every rank may take part in a split evaluation) inside it. ``compile`` runs
+    the trained networks through torch.compile.
     """
     run_dir = Path(run_dir)
-    stored = _prepare_run_dir(run_dir, resume)
     torch_device = resolve_device(device)
+    distributed.init(torch_device)
+    stored = _prepare_run_dir(run_dir, resume)
+    distributed.barrier()  # every rank has looked at run_dir before rank 0 creates anything
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    progress = progress and main
     if stored is not None:
         if stored["family"] != family_name:
             raise RunError(f"{run_dir}: holds a {stored['family']} run, not {family_name}")
@@ -214,8 +251,17 @@ def train(
         cls = family_class(family_name)
         config = cls.default_config(_data_shape(dataset, conditional), **(overrides or {}))
     precision = resolve_precision(precision, torch_device)
+    if torch_device.type == "cuda":
+        # Batches keep one shape for the whole run, so cuDNN's per-shape autotuning pays off.
+        torch.backends.cudnn.benchmark = True
     if (conditional or config.data.num_classes) and dataset.y_train is None:
         raise RunError(f"{dataset.name}: a conditional model needs labelled data, and this data has no labels")
+    n = len(dataset.x_train)
+    batch_size = min(config.optim.batch_size, n)  # the global batch
+    if batch_size % world:
+        raise RunError(f"batch size {batch_size} does not split over {world} processes; "
+                       f"use a multiple of {world} (--batch-size)")
+    rank_batch = batch_size // world
 
     torch.manual_seed(seed)
     layout = memory_format(config.data.kind)
@@ -229,7 +275,7 @@ def train(
     ema = EMA(family.averaged_network(), config.optim.ema_power, config.optim.ema_max_decay)
     step, elapsed = 0, 0.0
 
-    if stored is None:
+    if stored is None and main:
         run_dir.mkdir(parents=True, exist_ok=True)  # only once every check has passed
         write_json_atomic(run_dir / "config.json", {
             "trilemma_version": __version__,
@@ -240,10 +286,18 @@ def train(
             "budget": {"steps": budget.steps, "seconds": budget.seconds},
             "device": describe_device(torch_device),
             "precision": precision,
+            "compile": compile,
+            "distributed": {
+                "world_size": world,
+                "backend": "nccl" if world > 1 and torch_device.type == "cuda" else ("gloo" if world > 1 else None),
+                "global_batch": batch_size,
+                "per_rank_batch": rank_batch,
+                "rule": BATCH_RULE,
+            },
             "parameters": sum(p.numel() for p in family.parameters()),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
-    else:
+    elif stored is not None:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is not None:
             model_state, ema_state, state = load_checkpoint(checkpoint, torch_device)
@@ -258,13 +312,22 @@ def train(
             if family.grad_scaler is not None and state.get("grad_scaler"):
                 family.grad_scaler.load_state_dict(state["grad_scaler"])
 
+    distributed.barrier()  # config.json exists before any rank goes on
+
     x_train = dataset.x_train
     y_train = dataset.y_train if config.data.num_classes else None
     if torch_device.type == "cuda":
-        x_train = x_train.pin_memory()
-    n = len(x_train)
-    batch_size = min(config.optim.batch_size, n)
+        # A training set that fits lives on the GPU (no copy per step); a larger one is pinned,
+        # so its batches copy without a staging buffer.
+        if x_train.numel() * x_train.element_size() <= DEVICE_RESIDENT_BYTES:
+            x_train = x_train.to(torch_device)
+            y_train = y_train.to(torch_device) if y_train is not None else None
+        else:
+            x_train = x_train.pin_memory()
     batches_per_epoch = n // batch_size
+    # The single-process permutation, seed * 1_000_003 + epoch; rank r reads positions r, r + N,
+    # ... of it, so the ranks' i-th batches together are exactly the single-process i-th batch.
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed * 1_000_003)
     order, order_epoch = None, -1
 
     def save() -> None:
@@ -279,63 +342,76 @@ def train(
             "losses": last_losses,
             "grad_scaler": family.grad_scaler.state_dict() if family.grad_scaler is not None else None,
             "peak_memory": peak_memory(torch_device),
+            "world_size": world,
         }
-        save_checkpoint(run_dir, step, family.state_dict(), ema.state_dict(), state)
+        if main:
+            save_checkpoint(run_dir, step, family.state_dict(), ema.state_dict(), state)
+        distributed.barrier()  # nobody resumes, reads or exits before the checkpoint is whole
 
     last_losses: dict[str, float] = {}
     bar = _Progress(budget, step, elapsed, progress, f"{family_name} on {dataset.name}")
     last_saved_at, last_saved_step, interrupted = elapsed, step, False
     family.train()
-    with _StopFlag() as stop:
-        while not budget.done(step, elapsed):
-            started = time.perf_counter()
-            epoch, position = divmod(step, batches_per_epoch)
-            if epoch != order_epoch:
-                order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-                order_epoch = epoch
-            index = order[position * batch_size:(position + 1) * batch_size]
-            x = dataset.normalizer.to_model(x_train[index].to(torch_device, non_blocking=True))
-            x = x.contiguous(memory_format=layout)
-            labels = y_train[index].to(torch_device) if y_train is not None else None
-            scale = learning_rate_scale(
-                step, budget.progress(step, elapsed), config.optim.warmup_steps,
-                config.optim.decay, config.optim.final_lr_fraction,
-            )
-            for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * scale
-            with autocast(torch_device, precision):
-                losses = family.training_step(x, labels, optimizers)
-            if family.grad_scaler is not None:
-                family.grad_scaler.update()
-            values = torch.stack([v.float() for v in losses.values()]).cpu()
-            if not torch.isfinite(values).all():
-                bad = {k: float(v) for k, v in zip(losses, values) if not math.isfinite(float(v))}
-                bar.close()
-                raise TrainingDiverged(
-                    f"{family_name}: loss {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step + 1}; "
-                    f"training stopped (the last good checkpoint, step {last_saved_step}, is in {run_dir})"
+    family.install_replicas(_replicas(family, torch_device, compile))
+    try:
+        with _StopFlag() as stop:
+            while not budget.done(step, elapsed):
+                started = time.perf_counter()
+                epoch, position = divmod(step, batches_per_epoch)
+                if epoch != order_epoch:
+                    sampler.set_epoch(epoch)
+                    order = torch.tensor(list(sampler))
+                    order_epoch = epoch
+                index = order[position * rank_batch:(position + 1) * rank_batch].to(x_train.device)
+                x = dataset.normalizer.to_model(x_train[index].to(torch_device, non_blocking=True))
+                x = x.contiguous(memory_format=layout)
+                labels = y_train[index].to(torch_device) if y_train is not None else None
+                scale = learning_rate_scale(
+                    step, budget.progress(step, elapsed), config.optim.warmup_steps,
+                    config.optim.decay, config.optim.final_lr_fraction,
                 )
-            ema.update(step)
-            step += 1
-            elapsed += time.perf_counter() - started
-            last_losses = dict(zip(losses, values.tolist()))
-            bar.update(step, elapsed, last_losses)
-            if on_step is not None and on_step(step, elapsed, family, ema):
-                interrupted = True
-                break
-            if stop.requested:
-                interrupted = True
-                break
-            due = (checkpoint_every_steps and step - last_saved_step >= checkpoint_every_steps) or (
-                not checkpoint_every_steps and elapsed - last_saved_at >= checkpoint_every_seconds
-            )
-            if due:
-                save()
-                last_saved_at, last_saved_step = elapsed, step
+                for optimizer in optimizers.values():
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["base_lr"] * scale
+                with autocast(torch_device, precision), distributed.batch_shard(rank, world):
+                    losses = family.training_step(x, labels, optimizers)
+                if family.grad_scaler is not None:
+                    family.grad_scaler.update()
+                values = torch.stack([v.float() for v in losses.values()]).cpu()
+                step_seconds = time.perf_counter() - started
+                if world > 1:
+                    # One collective: the global batch's mean losses (a NaN on any rank reaches
+                    # all, so all stop together) and rank 0's clock, which every rank's time
+                    # budget then follows.
+                    summed = distributed.all_reduce_sum(torch.cat([values, torch.tensor([step_seconds * main])]))
+                    values, step_seconds = summed[:-1] / world, float(summed[-1])
+                if not torch.isfinite(values).all():
+                    bad = {k: float(v) for k, v in zip(losses, values) if not math.isfinite(float(v))}
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"{family_name}: loss {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step + 1}; "
+                        f"training stopped (the last good checkpoint, step {last_saved_step}, is in {run_dir})"
+                    )
+                ema.update(step)
+                step += 1
+                elapsed += step_seconds
+                last_losses = dict(zip(losses, values.tolist()))
+                bar.update(step, elapsed, last_losses)
+                asked = bool(on_step is not None and on_step(step, elapsed, family, ema))
+                if distributed.broadcast_flag(asked or stop.requested):
+                    interrupted = True
+                    break
+                due = (checkpoint_every_steps and step - last_saved_step >= checkpoint_every_steps) or (
+                    not checkpoint_every_steps and elapsed - last_saved_at >= checkpoint_every_seconds
+                )
+                if due:
+                    save()
+                    last_saved_at, last_saved_step = elapsed, step
+    finally:
+        family.install_replicas(None)
     bar.update(step, elapsed, last_losses, force=True)
     bar.close()
-    if step != last_saved_step or latest_checkpoint(run_dir) is None:
+    if distributed.broadcast_flag(step != last_saved_step or (main and latest_checkpoint(run_dir) is None)):
         save()
     images_per_second = step * batch_size / elapsed if elapsed > 0 else 0.0
     return TrainResult(run_dir, step, elapsed, images_per_second, last_losses, interrupted)

@@ -126,6 +126,26 @@ class Family(nn.Module):
         """The network whose EMA the loop keeps, and which sampling then uses."""
         raise NotImplementedError
 
+    def networks(self) -> dict[str, nn.Module]:
+        """The trainable networks, by the name training_step calls them with ``self.net(name)``.
+
+        Under torchrun the loop wraps each in DistributedDataParallel (and torch.compile under
+        --compile) for the length of training; between them they must hold every parameter."""
+        raise NotImplementedError
+
+    def net(self, name: str) -> nn.Module:
+        """The network training_step should call: its DDP / compiled wrapper while the loop
+        has installed one, else the plain module (sampling and evaluation always get that)."""
+        replicas = self.__dict__.get("_replicas")
+        if replicas and name in replicas:
+            return replicas[name]
+        return self.networks()[name]
+
+    def install_replicas(self, replicas: dict[str, nn.Module] | None) -> None:
+        """Set (or with None, drop) the wrappers net() hands out. They live outside the module
+        tree, so state_dict keys never gain DDP's 'module.' prefix."""
+        self.__dict__["_replicas"] = dict(replicas) if replicas else None
+
     def training_step(
         self,
         x: torch.Tensor,

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from trilemma.distributed import per_sample, randn_like
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
 from trilemma.nets.mlp import ResidualMLPDenoiser
@@ -113,22 +114,25 @@ class Diffusion(Family):
     def averaged_network(self) -> nn.Module:
         return self.denoiser
 
+    def networks(self) -> dict[str, nn.Module]:
+        return {"denoiser": self.denoiser}
+
     def loss(self, x0: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Weighted denoising loss E_t,ε[w(t) ||net(x_t, t) - target||²]."""
         n = len(x0)
-        t = torch.randint(0, self.config.num_train_timesteps, (n,), device=x0.device)
-        noise = torch.randn_like(x0)
+        t = per_sample(lambda m: torch.randint(0, self.config.num_train_timesteps, (m,), device=x0.device), n)
+        noise = randn_like(x0)
         x_t = self.forward_process.add_noise(x0, noise, t)
         if self.config.prediction == "v":
             target = self.forward_process.get_velocity(x0, noise, t)
         else:
             target = noise
         if labels is not None and self.config.label_dropout > 0:
-            drop = torch.rand(n, device=x0.device) < self.config.label_dropout
+            drop = per_sample(lambda m: torch.rand(m, device=x0.device), n) < self.config.label_dropout
             labels = torch.where(drop, torch.full_like(labels, self.config.data.num_classes), labels)
-        prediction = self.denoiser(x_t, t, labels)
-        per_sample = (prediction - target).square().flatten(1).mean(dim=1)
-        return (self.loss_weight(t) * per_sample).mean()
+        prediction = self.net("denoiser")(x_t, t, labels)
+        errors = (prediction - target).square().flatten(1).mean(dim=1)
+        return (self.loss_weight(t) * errors).mean()
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
         """Min-SNR-γ: min(SNR, γ)/SNR for ε-prediction, min(SNR, γ)/(SNR + 1) for v."""

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trilemma.distributed import per_sample
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.augment import POLICIES, diff_augment
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
@@ -84,10 +85,13 @@ class GAN(Family):
     def averaged_network(self) -> nn.Module:
         return self.generator
 
-    def critic(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def critic(self, x: torch.Tensor, labels: torch.Tensor | None, network: nn.Module | None = None) -> torch.Tensor:
         if self.config.diffaugment and self.config.data.is_image:
             x = diff_augment(x, self.config.diffaugment)
-        out = self.discriminator(x, labels)
+        out = (network or self.discriminator)(x, labels)
         return out.squeeze(-1) if out.dim() > 1 else out
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -106,13 +110,14 @@ class GAN(Family):
     def training_step(self, x, labels, optimizers):
         n = len(x)
         d_opt, g_opt = optimizers["discriminator"], optimizers["generator"]
-        z = torch.randn(n, self.config.latent_dim, device=x.device)
-        fake = self.generate(z, labels)
+        z = per_sample(lambda m: torch.randn(m, self.config.latent_dim, device=x.device), n)
+        fake = self.net("generator")(z, labels)
+        discriminator = self.net("discriminator")  # DDP-wrapped under torchrun: D's gradients averaged
 
         # Discriminator step.
         real = x.detach().requires_grad_(self.config.r1_gamma > 0)
-        real_logits = self.critic(real, labels)
-        fake_logits = self.critic(fake.detach(), labels)
+        real_logits = self.critic(real, labels, discriminator)
+        fake_logits = self.critic(fake.detach(), labels, discriminator)
         d_loss = self.discriminator_loss(real_logits, fake_logits)
         losses = {"d_loss": d_loss.detach()}
         if self.config.r1_gamma > 0:
@@ -122,8 +127,9 @@ class GAN(Family):
             losses["r1"] = r1.detach()
         self.optimize(d_loss, d_opt)
 
-        # Generator step, on the same fakes against the updated discriminator.
-        self.discriminator.requires_grad_(False)  # D's weight gradients are not needed here
+        # Generator step, on the same fakes against the updated discriminator. D is called
+        # unwrapped: its weight gradients are not needed, so there is nothing for DDP to average.
+        self.discriminator.requires_grad_(False)
         g_loss = self.generator_loss(self.critic(fake, labels))
         self.optimize(g_loss, g_opt)
         self.discriminator.requires_grad_(True)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trilemma.distributed import randn_like
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvEncoder
 from trilemma.nets.mlp import LabelledMLP
@@ -63,6 +64,14 @@ class VAE(Family):
     def averaged_network(self) -> nn.Module:
         return self
 
+    def networks(self) -> dict[str, nn.Module]:
+        # The whole model is one network (forward = the negative ELBO), so the points model's
+        # loose log_scale parameter is averaged by DDP along with the encoder and decoder.
+        return {"vae": self}
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        return self.negative_elbo(x, labels)
+
     # Encoding and decoding (the VAE's own capabilities).
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None):
         """Mean and log-variance of q(z|x)."""
@@ -87,13 +96,13 @@ class VAE(Family):
     def negative_elbo(self, x: torch.Tensor, labels: torch.Tensor | None = None, beta: float | None = None):
         """Per-sample reconstruction NLL and KL(q(z|x) || N(0, I)); loss = rec + β KL."""
         mean, log_variance = self.encode(x, labels)
-        z = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+        z = mean + randn_like(mean) * (0.5 * log_variance).exp()
         reconstruction = self.reconstruction_nll(x, self.decoder(z, labels))
         kl = 0.5 * (mean.square() + log_variance.exp() - 1 - log_variance).sum(1)
         return reconstruction, kl
 
     def training_step(self, x, labels, optimizers):
-        reconstruction, kl = self.negative_elbo(x, labels)
+        reconstruction, kl = self.net("vae")(x, labels)
         loss = (reconstruction + self.config.beta * kl).mean()
         self.optimize(loss, optimizers["vae"])
         return {"loss": loss.detach(), "recon": reconstruction.mean().detach(), "kl": kl.mean().detach()}

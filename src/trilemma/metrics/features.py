@@ -155,12 +155,21 @@ class FeatureExtractor(ABC):
     @torch.inference_mode()
     def features(self, images: ImageInput) -> np.ndarray:
         """float64 (n, dim) features of `images` (uint8, NHWC NumPy or NCHW torch)."""
+        from trilemma import distributed
+
         x = as_uint8_nchw(images)
         self.check_images(x)
         out = np.empty((x.shape[0], self.dim), dtype=np.float64)
-        for start in range(0, x.shape[0], self.batch_size):
+        # Under torchrun the batches are dealt to the ranks and gathered: same batches, same numbers.
+        rank, world = distributed.work_split()
+        done = []
+        for start in range(0, x.shape[0], self.batch_size)[rank::world]:
             batch = x[start:start + self.batch_size].to(self.device)
-            out[start:start + batch.shape[0]] = self._embed(batch).double().cpu().numpy()
+            done.append((start, self._embed(batch).double().cpu().numpy()))
+        if world > 1:
+            done = [item for part in distributed.gather_objects(done) for item in part]
+        for start, features in done:
+            out[start:start + len(features)] = features
         return out
 
     def describe(self) -> dict:
