@@ -96,6 +96,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ComparisonInterrupted as stop:
         print(f"trilemma: interrupted: {stop}")
         return 130
+    from trilemma import distributed
+
+    if not distributed.is_main():  # under torchrun: rank 0 reports
+        return 0
     rec = results["recommendation"]
     summary = ", ".join(
         f"{n} {f.get('fid_name') or 'FD'} {f['fid']:.1f} recall {f['recall']:.2f} {f['samples_per_s']:.0f}/s"

@@ -12,6 +12,10 @@ Layout of the output folder::
 
 A family whose evaluation.json exists is never retrained; one that stopped mid-way resumes
 from its last checkpoint, and its curve from its last point.
+
+Under torchrun every rank runs this same sequence: training is one DDP model per family,
+sampling and feature extraction are split across the ranks (`trilemma.distributed`), and rank
+0 alone writes files and prints.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trilemma import distributed
 from trilemma.checkpoints import latest_checkpoint, read_json, write_json_atomic
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset, load_data
@@ -56,7 +61,7 @@ class _Log:
     """Phase lines with the elapsed time and an estimate of what is left of the comparison."""
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled
+        self.enabled = enabled and distributed.is_main()
         self.started = time.perf_counter()
 
     def __call__(self, message: str, remaining_s: float | None = None) -> None:
@@ -74,25 +79,27 @@ def _duration(seconds: float) -> str:
 
 
 def prepare_output(out_dir: Path, settings: CompareSettings) -> bool:
-    """Create the folder, or check that it holds this very comparison; True when resuming."""
+    """Create the folder, or check that it holds this very comparison; True when resuming.
+    Every rank checks (so that all of them fail alike); rank 0 alone writes."""
     stored_path = out_dir / SETTINGS_FILE
-    if stored_path.exists():
-        stored = read_json(stored_path)
-        changed = settings.differences(stored)
+    resuming = stored_path.exists()
+    if resuming:
+        changed = settings.differences(read_json(stored_path))
         if changed:
             raise RunError(
                 f"{out_dir}: holds a comparison with other settings ({', '.join(changed)} differ); "
                 "rerun it with its own settings to resume, or choose a new --out")
-        write_json_atomic(stored_path, settings.to_json())  # priorities may change
-        return True
-    if out_dir.exists() and any(out_dir.iterdir()):
+    elif out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"{out_dir}: is a file, not a folder")
+    elif out_dir.exists() and any(out_dir.iterdir()):
         raise RunError(f"{out_dir}: exists and is not empty (and holds no comparison); "
                        "choose a new --out so that nothing in it is overwritten")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RunError(f"{out_dir}: is a file, not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(stored_path, settings.to_json())
-    return False
+    distributed.barrier()  # every rank has looked before rank 0 writes
+    if distributed.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(stored_path, settings.to_json())  # on resume: priorities may change
+    distributed.barrier()
+    return resuming
 
 
 def _read_curve(path: Path) -> list[dict[str, Any]]:
@@ -161,7 +168,8 @@ class _FamilyRunner:
                 result = self._score(samples.x, {"seed": 10_000 + self.seed, "nfe": samples.nfe})
                 point = _curve_point(result, step, elapsed, s.n_curve)
                 point["fraction"] = fraction
-                _append_curve(self.curve_path, point)
+                if distributed.is_main():
+                    _append_curve(self.curve_path, point)
             return False
 
         resume = (self.run_dir / "config.json").exists()
@@ -192,13 +200,14 @@ class _FamilyRunner:
             "run": str(self.run_dir),
         }
         result = self._score(samples.x, provenance, samples.y)
-        arrays = {"x": samples.x, "provenance": np.array(json.dumps(provenance))}
-        if samples.y is not None:
-            arrays["y"] = samples.y
-        tmp = self.run_dir / ".samples.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self.run_dir / "samples.npz")
-        save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
+        if distributed.is_main():
+            arrays = {"x": samples.x, "provenance": np.array(json.dumps(provenance))}
+            if samples.y is not None:
+                arrays["y"] = samples.y
+            tmp = self.run_dir / ".samples.tmp.npz"
+            np.savez(tmp, **arrays)
+            os.replace(tmp, self.run_dir / "samples.npz")
+            save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
 
         cost = training_cost(self.run_dir, peak_gflops=self.peak_gflops)
         curve = _read_curve(self.curve_path)
@@ -239,7 +248,9 @@ class _FamilyRunner:
             "config": {"family_config": run.config["family_config"], "device": run.config["device"],
                        "precision": run.config.get("precision")},
         }
-        write_json_atomic(self.evaluation_path, record)
+        if distributed.is_main():
+            write_json_atomic(self.evaluation_path, record)
+        distributed.barrier()  # every rank sees this family finished before the next starts
         return record
 
 
@@ -291,9 +302,12 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
 
     results = summarise(records, settings, dataset, device=describe_device(device), peak_gflops=peak)
     results["wall_seconds_this_invocation"] = time.perf_counter() - started
-    write_results(results, out_dir)
-    log("writing report.html")
-    write_report(results, out_dir)
+    results["processes"] = distributed.world_size()
+    if distributed.is_main():
+        write_results(results, out_dir)
+        log("writing report.html")
+        write_report(results, out_dir)
+    distributed.barrier()
     log(f"done: {out_dir / 'report.html'}; recommended for these priorities: "
         f"{results['recommendation']['family']}")
     return results
