@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sample)
     from trilemma.evaluate_cli import add_evaluate_parser
     add_evaluate_parser(commands)
+    from trilemma.scoring_cli import add_scoring_parsers
+    add_scoring_parsers(commands)
     return parser
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.families.capabilities import Knob
 from trilemma.nets.mlp import ResidualMLPDenoiser
 from trilemma.nets.unet import UNet, UNetConfig
 
@@ -144,6 +145,12 @@ class Diffusion(Family):
         loss = self.loss(x, labels)
         self.optimize(loss, optimizers["denoiser"])
         return {"loss": loss.detach()}
+
+    def fidelity_knob(self) -> Knob | None:
+        """Classifier-free guidance weight w (w = 1: the plain conditional model); none without labels."""
+        if not self.conditional:
+            return None
+        return Knob("guidance", 1.0, "higher", (0.0, 1.0, 2.0, 3.0, 5.0))
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, guidance: float):
         """The denoiser's prediction, with classifier-free guidance for conditional models:

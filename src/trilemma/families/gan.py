@@ -18,6 +18,7 @@ from torch import nn
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.augment import POLICIES, diff_augment
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.families.capabilities import Knob
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvDiscriminator
 from trilemma.nets.mlp import LabelledMLP
 
@@ -84,14 +85,18 @@ class GAN(Family):
     def averaged_network(self) -> nn.Module:
         return self.generator
 
-    def critic(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        if self.config.diffaugment and self.config.data.is_image:
+    def critic(self, x: torch.Tensor, labels: torch.Tensor | None, augment: bool = True) -> torch.Tensor:
+        if augment and self.config.diffaugment and self.config.data.is_image:
             x = diff_augment(x, self.config.diffaugment)
         out = self.discriminator(x, labels)
         return out.squeeze(-1) if out.dim() > 1 else out
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return self.generator(z, labels)
+
+    def fidelity_knob(self) -> Knob:
+        """The truncation trick: ψ < 1 pulls z towards its mean (Brock et al. 2019)."""
+        return Knob("truncation", 1.0, "lower", (0.25, 0.5, 0.75, 1.0))
 
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "hinge":

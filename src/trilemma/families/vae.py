@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.families.capabilities import Knob
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvEncoder
 from trilemma.nets.mlp import LabelledMLP
 
@@ -74,6 +75,10 @@ class VAE(Family):
         """The mean of p(x|z) in model space."""
         out = self.decoder(z, labels)
         return torch.sigmoid(out) * 2 - 1 if self.config.data.is_image else out
+
+    def fidelity_knob(self) -> Knob:
+        """The prior's temperature: z ~ N(0, T²I); T < 1 keeps to the prior's dense core."""
+        return Knob("temperature", 1.0, "lower", (0.25, 0.5, 0.75, 1.0))
 
     def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) per sample, in nats, summed over dimensions."""
