@@ -80,6 +80,7 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
     from trilemma.sampling import load_run
 
     out = _output(args.out, "--out", ".csv")
+    json_out = _output(args.json_out, "--json")
     if (args.images is None) == (args.data is None):
         raise UnsupportedRequest("give the images to score: --images FILE.npz or --data SPEC (its held-out split)")
     if args.labels and args.anomalous_classes:
@@ -118,10 +119,18 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
     os.replace(tmp, out)
     print(f"{len(x)} images from {source} scored by the {run.family.name} run {run.run_dir} "
           f"({score_method(run.family)}; higher = more anomalous) -> {out}")
+    result: dict[str, Any] = {"run": str(run.run_dir), "family": run.family.name, "method": score_method(run.family),
+                              "source": str(source), "n": len(x), "scores": str(out), "seed": args.seed,
+                              "k": args.k, "timesteps": args.timesteps}
     if anomalous is not None:
-        print(f"AUROC ({int(anomalous.sum())} anomalous, {int((1 - anomalous).sum())} normal):")
-        for name, values in columns.items():
-            print(f"  {name:<22} {auroc(values if name != 'critic_logit' else -values, anomalous):.4f}")
+        # Every column, oriented so that higher means more anomalous (the critic's logit is not).
+        result["auroc"] = {name: auroc(values if name != "critic_logit" else -values, anomalous)
+                           for name, values in columns.items()}
+        result.update(n_anomalous=int(anomalous.sum()), n_normal=int((1 - anomalous).sum()))
+        print(f"AUROC ({result['n_anomalous']} anomalous, {result['n_normal']} normal):")
+        for name, value in result["auroc"].items():
+            print(f"  {name:<22} {value:.4f}")
+    _write_json(json_out, result)
 
 
 # ----------------------------------------------------------------------------- truncation
@@ -195,6 +204,7 @@ def add_scoring_parsers(commands: Any) -> None:
                    "or one value per line; prints the AUROC")
     p.add_argument("--anomalous-classes", metavar="LIST",
                    help="classes that count as anomalous (e.g. 0 or 0,3-4), read from the images' 'y'")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the method and AUROCs here")
     p.add_argument("--k", type=_positive_int, default=32, help="VAE: importance samples (default 32)")
     p.add_argument("--timesteps", type=_positive_int, default=10, help="diffusion: noise levels (default 10)")
     p.add_argument("--seed", type=int, default=0)
