@@ -102,7 +102,12 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
     elif args.anomalous_classes:
         if y is None:
             raise DataError(f"{source}: --anomalous-classes needs class labels (an array 'y')")
-        anomalous = np.isin(y, parse_classes(args.anomalous_classes, args.anomalous_classes)).astype(np.int64)
+        try:
+            classes = parse_classes(args.anomalous_classes, args.anomalous_classes)
+        except DataError:
+            raise UnsupportedRequest(f"--anomalous-classes {args.anomalous_classes}: expected classes such "
+                                     "as 0 or 0,3-4") from None
+        anomalous = np.isin(y, classes).astype(np.int64)
     columns = score_images(run, x, source=str(source), seed=args.seed, k=args.k, timesteps=args.timesteps,
                            batch_size=args.batch_size)
     table = {"index": np.arange(len(x)), **columns}

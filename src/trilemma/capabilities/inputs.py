@@ -33,7 +33,7 @@ def to_model_space(x: np.ndarray | torch.Tensor, sample_shape: tuple[int, ...], 
                    source: str) -> torch.Tensor:
     """Images or points in the model's space (images in [-1, 1] NCHW, points standardised).
 
-    Images: uint8 (0-255) or float in [0, 1]; NHWC, NHW (one channel) or NCHW. Raises a
+    Images: integers (levels 0-255, e.g. uint8) or float in [0, 1]; NHWC, NHW (one channel) or NCHW. Raises a
     one-line `DataError` starting with `source` when the shape or values do not fit.
     """
     array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -60,18 +60,16 @@ def to_model_space(x: np.ndarray | torch.Tensor, sample_shape: tuple[int, ...], 
         got = describe_shape((array.shape[3], array.shape[1], array.shape[2]))
         raise DataError(f"{source}: images are {got} but the run makes {describe_shape(sample_shape)} "
                         "images (height x width x channels)")
-    if array.dtype == np.uint8:
-        values = torch.from_numpy(np.ascontiguousarray(array)).float() / 255.0
-    else:
-        values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-        if not torch.isfinite(values).all():
-            raise DataError(f"{source}: contains NaN or infinite values")
-        if values.min() < 0 or values.max() > 1:
-            if array.dtype.kind in "ui" and values.min() >= 0 and values.max() <= 255:
-                values = values / 255.0
-            else:
-                raise DataError(f"{source}: float images must lie in [0, 1] (found "
-                                f"{float(values.min()):.3g}..{float(values.max()):.3g})")
+    values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if array.dtype.kind in "ui":  # integer images hold levels 0-255
+        if values.min() < 0 or values.max() > 255:
+            raise DataError(f"{source}: integer images must hold levels 0-255")
+        values = values / 255.0
+    elif not torch.isfinite(values).all():
+        raise DataError(f"{source}: contains NaN or infinite values")
+    elif values.min() < 0 or values.max() > 1:
+        raise DataError(f"{source}: float images must lie in [0, 1] (found "
+                        f"{float(values.min()):.3g}..{float(values.max()):.3g})")
     return values.permute(0, 3, 1, 2).contiguous() * 2 - 1
 
 

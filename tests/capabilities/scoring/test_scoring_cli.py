@@ -60,3 +60,13 @@ def test_conditional_accuracy_and_augmentation_tables(runs, digits):
     assert real_only["source"] == "real only" and augmented["source"] == "vae"
     assert 0 <= augmented["mean"] <= 1
     assert augmented["gain"] == pytest.approx(augmented["mean"] - real_only["mean"])
+
+
+def test_conditional_cli_reports_agreement_per_class(run_cli, runs, tmp_path):
+    run = runs("cvae")
+    code, out, err = run_cli("conditional", run.run_dir, "--per-class", 5, "--no-cas", "--temperature", 0.5,
+                             "--json", tmp_path / "c.json")
+    assert code == 0, err
+    assert "agreement with the requested class" in out and "temperature 0.5" in out
+    result = __import__("json").loads((tmp_path / "c.json").read_text())
+    assert result["n"] == 50 and result["options"] == {"temperature": 0.5} and result["cas"] is None
