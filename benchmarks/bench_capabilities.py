@@ -61,10 +61,12 @@ def read(path: Path) -> dict:
 
 
 def budget(args: argparse.Namespace, family: str, loo: bool = False) -> list[str]:
+    steps = args.loo_steps if loo else args.steps
+    if steps:
+        per_family = dict(item.split("=") for item in steps.split(",")) if "=" in steps else {}
+        return ["--steps", per_family.get(family, steps)]
     if loo:
-        return ["--steps", str(args.loo_steps)] if args.loo_steps else ["--minutes", str(args.loo_minutes)]
-    if args.steps:
-        return ["--steps", str(args.steps)]
+        return ["--minutes", str(args.loo_minutes)]
     return ["--minutes", str(args.diffusion_minutes if family == "diffusion" else args.minutes)]
 
 
@@ -162,9 +164,10 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--minutes", type=float, default=3.0, help="GAN and VAE conditional budget")
     parser.add_argument("--diffusion-minutes", type=float, default=6.0)
-    parser.add_argument("--steps", type=int, help="a step budget for all conditional runs instead")
+    parser.add_argument("--steps", help="a step budget for the conditional runs instead: N, or per family "
+                        "as vae=2500,gan=1500,diffusion=1500")
     parser.add_argument("--loo-minutes", type=float, default=3.0, help="budget of each leave-one-out run")
-    parser.add_argument("--loo-steps", type=int, help="a step budget for the leave-one-out runs instead")
+    parser.add_argument("--loo-steps", help="a step budget for the leave-one-out runs instead (N or per family)")
     parser.add_argument("--loo-classes", default="0-9", help="held-out classes, e.g. 0-9 or 0,1")
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--n", type=int, default=1000, help="samples per truncation value")
@@ -188,8 +191,8 @@ def main() -> None:
             results["augment"] = part_augment(args, runs)
     if "anomaly" in parts:
         results["anomaly"] = part_anomaly(args)
-    conditions = {"budget": budget(args, "gan") + (["diffusion"] + budget(args, "diffusion")),
-                  "loo_budget": budget(args, "gan", loo=True), "families": args.families,
+    conditions = {"budget": {family: budget(args, family) for family in args.families},
+                  "loo_budget": {family: budget(args, family, loo=True) for family in args.families}, "families": args.families,
                   "loo_classes": args.loo_classes, "seed": args.seed}
     print(json.dumps({"conditions": conditions, **results}, indent=1, default=float))
     path = record("capabilities", {"conditions": conditions, "results": results, "commands": COMMANDS})
