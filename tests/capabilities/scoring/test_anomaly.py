@@ -87,3 +87,13 @@ def test_anomaly_cli_writes_one_row_per_image_and_the_auroc(run_cli, runs, digit
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == len(digits.x_heldout)
     assert [int(r["anomalous"]) for r in rows] == (digits.y_heldout.numpy() == 0).astype(int).tolist()
+
+
+def test_images_may_come_as_float_intensities_or_channels_first(runs, digits):
+    run = runs("gan")
+    real, _ = _real_and_noise(digits, n=10)
+    as_uint8 = score_images(run, real)["score"]
+    np.testing.assert_allclose(score_images(run, real.astype(np.float32) / 255)["score"], as_uint8, rtol=1e-6)
+    np.testing.assert_allclose(score_images(run, real.transpose(0, 3, 1, 2))["score"], as_uint8, rtol=1e-6)
+    with pytest.raises(__import__("trilemma").errors.DataError, match="float images must lie in"):
+        score_images(run, real.astype(np.float32))
