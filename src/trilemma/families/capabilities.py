@@ -64,7 +64,8 @@ class Knob:
     """A sampling option that trades diversity for fidelity, and where it is neutral.
 
     ``name`` is the option `sample()` takes (``truncation``, ``temperature``, ``guidance``);
-    at ``neutral`` sampling is plain; moving towards ``sharper`` ("lower" or "higher") should
+    at ``neutral`` the knob does nothing (ψ = 1, T = 1, w = 1: the model's own distribution),
+    though a family's default setting may sit elsewhere (diffusion guides at w = 2); moving towards ``sharper`` ("lower" or "higher") should
     raise fidelity (precision) and lower diversity (recall). ``sweep`` are sensible values to
     try, the neutral one included."""
 

@@ -41,7 +41,10 @@ class DiffusionConfig(FamilyConfig):
     fourier_scale: float = 1.0
     sampler: str = "dpm-solver++"
     sampler_steps: int = 20
-    guidance: float = 1.0
+    # Classifier-free guidance weight of conditional models (1 = no guidance). Measured on mnist
+    # (conditional, 300 samples, lenet agreement with the requested class): after 1,500 steps
+    # w = 1 gave 0.91 and w = 2 0.997; after 331 steps 0.44 at w = 1, 0.70 at 2, 0.81 at 3.
+    guidance: float = 2.0
 
 
 class Diffusion(Family):
