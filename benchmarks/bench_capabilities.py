@@ -185,7 +185,7 @@ def main() -> None:
         runs = conditional_runs(args)
         # What each run actually trained: a run stopped early (Ctrl-C) holds fewer steps than asked.
         results["conditional_runs"] = {family: {"steps": read(run / "latest.json")["step"],
-                                                "train_seconds": read(run / "config.json").get("budget")}
+                                                "budget": read(run / "config.json").get("budget")}
                                        for family, run in runs.items()}
         if "conditional" in parts:
             results["conditional"] = part_conditional(args, runs)
