@@ -62,7 +62,8 @@ def fidelity_sweep(
 
     Returns ``{"knob", "neutral", "sharper", "rows", "provenance"}``; ``rows`` is one dict per
     value, in the order given: ``value``, ``precision``, ``recall``, ``density``,
-    ``coverage``, ``fd``, ``seconds``. `options` go to sampling (e.g. ``sampler``, ``steps``).
+    ``coverage``, ``fd``, ``label_agreement`` (conditional runs with a domain classifier, else
+    None), ``seconds``. `options` go to sampling (e.g. ``sampler``, ``steps``).
     """
     from trilemma.evaluation import builtin_name
     from trilemma.metrics.features import FeatureCache, extractor_for
@@ -87,7 +88,11 @@ def fidelity_sweep(
         fake, _ = _features(dataset, extractor, samples.x, cache)
         row = {"value": float(value), **prdc(real, fake, k=PRDC_K),
                "fd": frechet_distance(*real_statistics, *frechet_statistics(fake)),
-               "seconds": samples.seconds}
+               "label_agreement": None, "seconds": samples.seconds}
+        if samples.y is not None and hasattr(extractor, "probabilities"):
+            # A conditional model: how often the domain classifier reads the class asked for.
+            predicted = extractor.probabilities(samples.x).argmax(axis=1)
+            row["label_agreement"] = float((predicted == samples.y).mean())
         rows.append(row)
     return {
         "knob": knob.name,
@@ -107,8 +112,9 @@ def format_sweep(result: dict[str, Any]) -> str:
     lines = [(f"{result['knob']} (neutral {result['neutral']:g}; {result['sharper']} = sharper), "
              f"{result['provenance']['n_generated']} samples per value against "
              f"{result['provenance']['n_real']} held-out, {result['provenance']['extractor']} features"),
-             f"  {result['knob']:>11} {'precision':>9} {'recall':>7} {'density':>7} {'coverage':>8} {'FD':>9}"]
+             f"  {result['knob']:>11} {'precision':>9} {'recall':>7} {'density':>7} {'coverage':>8} {'FD':>9} {'agreement':>9}"]
     for row in result["rows"]:
         lines.append(f"  {row['value']:>11g} {row['precision']:>9.3f} {row['recall']:>7.3f} "
-                     f"{row['density']:>7.3f} {row['coverage']:>8.3f} {row['fd']:>9.3g}")
+                     f"{row['density']:>7.3f} {row['coverage']:>8.3f} {row['fd']:>9.3g} "
+                     + (f"{row['label_agreement']:>9.3f}" if row["label_agreement"] is not None else f"{'-':>9}"))
     return "\n".join(lines)

@@ -61,6 +61,7 @@ def test_sweep_reports_precision_and_recall_per_value(runs, digits):
     for row in result["rows"]:
         assert {"precision", "recall", "density", "coverage", "fd"} <= set(row)
         assert 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
+        assert row["label_agreement"] is None  # an unconditional model is asked for no class
     # ψ = 0 makes one image per class (here: one image): no diversity at all.
     assert collapsed["recall"] < plain["recall"]
     assert result["provenance"]["n_generated"] == 200 and result["provenance"]["extractor"] == "lenet-digits"
