@@ -52,7 +52,11 @@ class VAE(Family):
     def defaults(cls, data: DataShape) -> VAEConfig:
         if data.is_image:
             optim = OptimConfig(batch_size=64, lr=2e-3, warmup_steps=50, decay="cosine", grad_clip=5.0)
-            config = VAEConfig(data=data, optim=optim, latent_dim=16)
+            # Sampling the prior at T = 0.75 rather than 1 avoids the prior's holes that q(z) leaves:
+            # measured on mnist (conditional, 2,018 steps, 300 samples, lenet-mnist features) FD 45
+            # against 88, precision 0.98 / recall 0.66 against 0.96 / 0.77, and the requested class
+            # read back 95% of the time against 83%. `--temperature 1` samples the plain prior.
+            config = VAEConfig(data=data, optim=optim, latent_dim=16, temperature=0.75)
         else:
             optim = OptimConfig(batch_size=512, lr=1e-3, warmup_steps=50, decay="cosine", grad_clip=5.0)
             config = VAEConfig(data=data, optim=optim, latent_dim=2)

@@ -16,11 +16,20 @@ from trilemma.sampling import generate
 def test_neutral_knob_is_plain_sampling_bit_for_bit(runs, family, knob):
     run = runs(family)
     assert knob_of(run.family).name == knob and knob_of(run.family).neutral == 1.0
+    # Plain sampling uses the family's default setting (ψ = 1 for the GAN, T = 0.75 for an image
+    # VAE); asking for that value explicitly changes nothing, and ψ = 1 is the untruncated z.
+    default = getattr(run.family.config, knob)
     plain = generate(run.family, run.normalizer, 64, seed=3)
-    neutral = generate(run.family, run.normalizer, 64, seed=3, **{knob: 1.0})
+    same = generate(run.family, run.normalizer, 64, seed=3, **{knob: default})
     sharper = generate(run.family, run.normalizer, 64, seed=3, **{knob: 0.5})
-    assert np.array_equal(plain.x, neutral.x)
+    assert np.array_equal(plain.x, same.x)
     assert not np.array_equal(plain.x, sharper.x)
+    if family == "gan":
+        assert default == 1.0
+        z = torch.randn(64, run.family.config.latent_dim, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            untruncated = run.normalizer.from_model(run.family.generate(z, None))
+        assert np.array_equal(plain.x, untruncated)
 
 
 def test_guidance_zero_is_the_unconditional_prediction_and_one_the_conditional():
