@@ -1,6 +1,6 @@
 """The scored capabilities of issue 6 on `mnist`, measured through the CLI, commands recorded.
 
-    python benchmarks/bench_capabilities.py --work DIR                      # the full protocol
+    python benchmarks/bench_capabilities.py --work DIR                      # the full protocol (outputs in DIR are reused)
     python benchmarks/bench_capabilities.py --work DIR --steps 300 --loo-steps 200 \\
         --loo-classes 0,1 --parts conditional,truncation,anomaly,augment   # a quick check
 
@@ -44,10 +44,14 @@ TARGET_AGREEMENT = {"diffusion": 0.95, "gan": 0.90, "vae": 0.90}
 COMMANDS: list[str] = []
 
 
-def trilemma(*args: object) -> None:
+def trilemma(*args: object, reuse: Path | None = None) -> None:
+    """Run one CLI command; with `reuse`, an existing output file stands for a finished run."""
     command = ["trilemma", *map(str, args)]
     COMMANDS.append(shlex.join(command))
     print("$", COMMANDS[-1], flush=True)
+    if reuse is not None and reuse.exists():
+        print(f"  (reusing {reuse})")
+        return
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "trilemma", *command[1:]], check=False, text=True,
                           capture_output=True)
@@ -90,7 +94,7 @@ def part_conditional(args, runs) -> dict:
     out = {}
     for family, run in runs.items():
         path = args.work / f"conditional-{family}.json"
-        trilemma("conditional", run, "--per-class", args.per_class, "--json", path)
+        trilemma("conditional", run, "--per-class", args.per_class, "--json", path, reuse=path)
         result = read(path)
         out[family] = {"agreement": result["agreement"], "per_class": result["per_class_agreement"],
                        "cas": result["cas"], "cas_real_baseline": result["cas_real_baseline"],
@@ -103,8 +107,8 @@ def part_truncation(args, runs) -> dict:
     out = {}
     for family, run in runs.items():
         path = args.work / f"truncation-{family}.json"
-        values = {"gan": "0.25,0.5,0.75,1.0", "vae": "0.25,0.5,0.75,1.0", "diffusion": "0,1,2,3,5"}[family]
-        trilemma("truncation", run, "--values", values, "--n", args.n, "--json", path)
+        values = {"gan": "0.25,0.5,0.75,1.0", "vae": "0.25,0.5,0.75,1.0", "diffusion": args.guidance_values}[family]
+        trilemma("truncation", run, "--values", values, "--n", args.n, "--json", path, reuse=path)
         result = read(path)
         rows = {row["value"]: row for row in result["rows"]}
         entry = {"knob": result["knob"], "rows": result["rows"]}
@@ -132,11 +136,11 @@ def part_anomaly(args) -> dict:
             train(args, family, f"mnist:classes={kept}", run, loo=True)
             path = args.work / f"loo-{family}-{held_out}.json"
             trilemma("anomaly", run, "--data", "mnist", "--anomalous-classes", held_out,
-                     "--out", args.work / f"loo-{family}-{held_out}.csv", "--json", path)
+                     "--out", args.work / f"loo-{family}-{held_out}.csv", "--json", path, reuse=path)
             table[family]["leave_one_out"][held_out] = read(path)["auroc"]
             path = args.work / f"noise-{family}-{held_out}.json"
             trilemma("anomaly", run, "--images", noise_file, "--labels", labels_file,
-                     "--out", args.work / f"noise-{family}-{held_out}.csv", "--json", path)
+                     "--out", args.work / f"noise-{family}-{held_out}.csv", "--json", path, reuse=path)
             table[family]["noise"][held_out] = read(path)["auroc"]
         loo = [v["score"] for v in table[family]["leave_one_out"].values()]
         table[family]["mean_leave_one_out_auroc"] = float(np.mean(loo))
@@ -150,8 +154,8 @@ def part_anomaly(args) -> dict:
 
 def part_augment(args, runs) -> dict:
     path = args.work / "augment.json"
-    trilemma("augment", *runs.values(), "--n-real", 100, "--n-generated", 1000, "--seeds", args.seeds,
-             "--json", path)
+    trilemma("augment", *runs.values(), "--n-real", 100, "--n-generated", args.n_generated,
+             "--seeds", args.seeds, "--json", path, reuse=path)
     result = read(path)
     return {"rows": [{k: row[k] for k in ("source", "mean", "std", "gain")} for row in result["rows"]],
             "met": any(row["gain"] > 0 for row in result["rows"][1:])}
@@ -172,6 +176,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--n", type=int, default=1000, help="samples per truncation value")
     parser.add_argument("--seeds", type=int, default=3, help="augmentation repeats")
+    parser.add_argument("--n-generated", type=int, default=1000, help="generated images per run for augment")
+    parser.add_argument("--guidance-values", default="0,1,2,3,5", help="diffusion guidance sweep")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from trilemma.data import _parse_classes
