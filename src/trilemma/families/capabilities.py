@@ -7,6 +7,7 @@ family's name. A family gains a capability by having the methods, nothing else.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -34,9 +35,10 @@ class LatentGenerator(Protocol):
 
 @runtime_checkable
 class Critic(Protocol):
-    """Scores how real a sample looks: higher is more real (the GAN's discriminator)."""
+    """Scores how real a sample looks: higher is more real (the GAN's discriminator).
+    ``augment=False`` scores the images as given, without the training-time augmentation."""
 
-    def critic(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def critic(self, x: torch.Tensor, labels: torch.Tensor | None, augment: bool = True) -> torch.Tensor:
         ...
 
 
@@ -54,4 +56,30 @@ class Denoiser(Protocol):
         ...
 
     def make_scheduler(self, sampler: str) -> Any:
+        ...
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A sampling option that trades diversity for fidelity, and where it is neutral.
+
+    ``name`` is the option `sample()` takes (``truncation``, ``temperature``, ``guidance``);
+    at ``neutral`` the knob does nothing (ψ = 1, T = 1, w = 1: the model's own distribution),
+    though a family's default setting may sit elsewhere (diffusion guides at w = 2); moving towards ``sharper`` ("lower" or "higher") should
+    raise fidelity (precision) and lower diversity (recall). ``sweep`` are sensible values to
+    try, the neutral one included."""
+
+    name: str
+    neutral: float
+    sharper: str
+    sweep: tuple[float, ...]
+
+
+@runtime_checkable
+class FidelityKnob(Protocol):
+    """A family with a fidelity/diversity knob: the truncation trick (Brock et al. 2019) for a
+    GAN, the prior temperature for a VAE, classifier-free guidance for conditional diffusion.
+    ``fidelity_knob()`` is None when this model has none (unconditional diffusion)."""
+
+    def fidelity_knob(self) -> Knob | None:
         ...

@@ -16,6 +16,7 @@ from torch import nn
 from trilemma.distributed import per_sample, randn_like
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.families.capabilities import Knob
 from trilemma.nets.mlp import ResidualMLPDenoiser
 from trilemma.nets.unet import UNet, UNetConfig
 
@@ -41,7 +42,10 @@ class DiffusionConfig(FamilyConfig):
     fourier_scale: float = 1.0
     sampler: str = "dpm-solver++"
     sampler_steps: int = 20
-    guidance: float = 1.0
+    # Classifier-free guidance weight of conditional models (1 = no guidance). Measured on mnist
+    # (conditional, 300 samples, lenet agreement with the requested class): after 1,500 steps
+    # w = 1 gave 0.91 and w = 2 0.997; after 331 steps 0.44 at w = 1, 0.70 at 2, 0.81 at 3.
+    guidance: float = 2.0
 
 
 class Diffusion(Family):
@@ -148,6 +152,12 @@ class Diffusion(Family):
         loss = self.loss(x, labels)
         self.optimize(loss, optimizers["denoiser"])
         return {"loss": loss.detach()}
+
+    def fidelity_knob(self) -> Knob | None:
+        """Classifier-free guidance weight w (w = 1: the plain conditional model); none without labels."""
+        if not self.conditional:
+            return None
+        return Knob("guidance", 1.0, "higher", (0.0, 1.0, 2.0, 3.0, 5.0))
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, guidance: float):
         """The denoiser's prediction, with classifier-free guidance for conditional models:

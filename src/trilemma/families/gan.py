@@ -19,6 +19,7 @@ from trilemma.distributed import per_sample
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.augment import POLICIES, diff_augment
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.families.capabilities import Knob
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvDiscriminator
 from trilemma.nets.mlp import LabelledMLP
 
@@ -88,14 +89,21 @@ class GAN(Family):
     def networks(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
 
-    def critic(self, x: torch.Tensor, labels: torch.Tensor | None, network: nn.Module | None = None) -> torch.Tensor:
-        if self.config.diffaugment and self.config.data.is_image:
+    def critic(self, x: torch.Tensor, labels: torch.Tensor | None, network: nn.Module | None = None,
+               augment: bool = True) -> torch.Tensor:
+        """Discriminator logits (higher = more real); `network` is the DDP replica in training,
+        `augment` applies the training-time DiffAugment (off to score real images)."""
+        if augment and self.config.diffaugment and self.config.data.is_image:
             x = diff_augment(x, self.config.diffaugment)
         out = (network or self.discriminator)(x, labels)
         return out.squeeze(-1) if out.dim() > 1 else out
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return self.generator(z, labels)
+
+    def fidelity_knob(self) -> Knob:
+        """The truncation trick: ψ < 1 pulls z towards its mean (Brock et al. 2019)."""
+        return Knob("truncation", 1.0, "lower", (0.25, 0.5, 0.75, 1.0))
 
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "hinge":

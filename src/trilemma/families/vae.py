@@ -16,6 +16,7 @@ from torch import nn
 
 from trilemma.distributed import randn_like
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.families.capabilities import Knob
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvEncoder
 from trilemma.nets.mlp import LabelledMLP
 
@@ -52,7 +53,11 @@ class VAE(Family):
     def defaults(cls, data: DataShape) -> VAEConfig:
         if data.is_image:
             optim = OptimConfig(batch_size=64, lr=2e-3, warmup_steps=50, decay="cosine", grad_clip=5.0)
-            config = VAEConfig(data=data, optim=optim, latent_dim=16)
+            # Sampling the prior at T = 0.75 rather than 1 avoids the prior's holes that q(z) leaves:
+            # measured on mnist (conditional, 2,018 steps, 300 samples, lenet-mnist features) FD 45
+            # against 88, precision 0.98 / recall 0.66 against 0.96 / 0.77, and the requested class
+            # read back 95% of the time against 83%. `--temperature 1` samples the plain prior.
+            config = VAEConfig(data=data, optim=optim, latent_dim=16, temperature=0.75)
         else:
             optim = OptimConfig(batch_size=512, lr=1e-3, warmup_steps=50, decay="cosine", grad_clip=5.0)
             config = VAEConfig(data=data, optim=optim, latent_dim=2)
@@ -83,6 +88,10 @@ class VAE(Family):
         """The mean of p(x|z) in model space."""
         out = self.decoder(z, labels)
         return torch.sigmoid(out) * 2 - 1 if self.config.data.is_image else out
+
+    def fidelity_knob(self) -> Knob:
+        """The prior's temperature: z ~ N(0, T²I); T < 1 keeps to the prior's dense core."""
+        return Knob("temperature", 1.0, "lower", (0.25, 0.5, 0.75, 1.0))
 
     def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) per sample, in nats, summed over dimensions."""
