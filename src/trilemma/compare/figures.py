@@ -142,3 +142,18 @@ def trilemma_triangle(results: dict[str, Any], scores: dict[str, dict[str, float
     ax.legend(loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.05))
     ax.set_title("Fidelity, diversity, speed (1 = best of this comparison)")
     return _png(fig)
+
+
+def knob_sweeps(sweeps: dict[str, dict[str, Any]]) -> bytes:
+    """Precision and recall against each family's fidelity/diversity knob, one panel each."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.4), squeeze=False)
+    for ax, (name, sweep) in zip(axes[0], sweeps.items()):
+        rows = sorted(sweep["rows"], key=lambda r: r["value"])
+        values = [r["value"] for r in rows]
+        ax.plot(values, [r["precision"] for r in rows], "s--", color=_colour(name), label="precision")
+        ax.plot(values, [r["recall"] for r in rows], "o-", color=_colour(name), label="recall")
+        ax.axvline(sweep["neutral"], color="#999999", lw=0.8)
+        ax.set(xlabel=f"{sweep['knob']} ({sweep['sharper']} = sharper)", ylim=(0, 1.02), title=name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)

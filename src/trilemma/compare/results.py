@@ -137,8 +137,19 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _without_pictures(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json carries numbers; the capability pictures live in the report only."""
+    section = results.get("capabilities")
+    if not section or "inpainting_grid" not in section:
+        return results
+    section = {k: v for k, v in section.items() if k != "inpainting_grid"}
+    section["interpolation"] = {n: {k: v for k, v in r.items() if k != "strip"}
+                                for n, r in section["interpolation"].items()}
+    return {**results, "capabilities": section}
+
+
 def write_results(results: dict[str, Any], out_dir: Path) -> None:
-    write_json_atomic(out_dir / "results.json", results)
+    write_json_atomic(out_dir / "results.json", _without_pictures(results))
     tmp = out_dir / ".results.csv.tmp"
     tmp.write_text(csv_text(results))
     os.replace(tmp, out_dir / "results.csv")

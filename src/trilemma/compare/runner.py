@@ -301,6 +301,8 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
             on_family_done(record)
 
     results = summarise(records, settings, dataset, device=describe_device(device), peak_gflops=peak)
+    if settings.capabilities:
+        results["capabilities"] = _capabilities(settings, dataset, out_dir, log)
     results["wall_seconds_this_invocation"] = time.perf_counter() - started
     results["processes"] = distributed.world_size()
     if distributed.is_main():
@@ -311,6 +313,25 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
     log(f"done: {out_dir / 'report.html'}; recommended for these priorities: "
         f"{results['recommendation']['family']}")
     return results
+
+
+def _capabilities(settings: CompareSettings, dataset: Dataset, out_dir: Path, log: _Log) -> dict[str, Any]:
+    """The capabilities section, measured once on the seed-0 runs (rank 0 alone; the others
+    wait) and kept in capabilities.json, so that a rerun only redraws the report."""
+    from trilemma.compare.capabilities_section import measure
+
+    path = out_dir / "capabilities.json"
+    if path.exists():
+        log(f"capabilities: measured earlier, read from {path}")
+        return read_json(path)
+    section: dict[str, Any] = {}
+    if distributed.is_main():
+        with distributed.rank_local():
+            runs = {name: load_run(run_dir_of(out_dir, name, 0), settings.device) for name in settings.families}
+            section = measure(runs, dataset, conditional=settings.conditional, log=log)
+        write_json_atomic(path, section)
+    distributed.barrier()
+    return section if distributed.is_main() else read_json(path)
 
 
 def _budget_text(settings: CompareSettings) -> str:
