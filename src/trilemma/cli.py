@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sample)
     from trilemma.evaluate_cli import add_evaluate_parser
     add_evaluate_parser(commands)
+    from trilemma.capabilities_cli import add_editing_parsers
+    add_editing_parsers(commands)
     return parser
 
 
