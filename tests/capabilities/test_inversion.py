@@ -1,7 +1,11 @@
 import pytest
-import torch
 
-from trilemma.capabilities.inversion import ddim_invert, ddim_sample, level_grid, noise_level_timestep
+from trilemma.capabilities.inversion import (
+    ddim_invert,
+    ddim_sample,
+    level_grid,
+    noise_level_timestep,
+)
 from trilemma.errors import UnsupportedRequest
 
 

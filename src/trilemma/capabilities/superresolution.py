@@ -3,9 +3,9 @@ without training: ILVR (Choi et al. 2021). At each reverse step the low-frequenc
 sample is replaced by that of the reference noised to the same level,
 x ← x − φ(x) + φ(y_s), φ = up ∘ down, y_s = √ᾱ_s up(y) + √(1 − ᾱ_s) ε,
 with down = 2×2 average pooling and up = nearest neighbour, so that down(up(y)) = y. A final
-projection (alternating with the [−1, 1] box, i.e. POCS onto both convex sets) makes
-down(output) = y up to float rounding, and `to_consistent_pixels` rounds to uint8 so that each
-2×2 block's mean equals the low-resolution pixel exactly where the pixel sum allows.
+Euclidean projection onto {down(x) = y} ∩ [−1, 1] makes down(output) = y up to float rounding,
+and `to_consistent_pixels` rounds to uint8 so that each 2×2 block's mean equals the
+low-resolution pixel exactly.
 """
 
 from __future__ import annotations
@@ -47,11 +47,19 @@ def bicubic_upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=FACTOR, mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
-def project(x: torch.Tensor, low: torch.Tensor, rounds: int = 20) -> torch.Tensor:
-    """Alternate projections onto {down(x) = low} and the box [−1, 1]; ends on the former."""
-    for _ in range(rounds):
-        x = (x - upsample(downsample(x) - low)).clamp(-1, 1)
-    return x - upsample(downsample(x) - low)
+def project(x: torch.Tensor, low: torch.Tensor, iterations: int = 60) -> torch.Tensor:
+    """The closest image to x (Euclidean) in [−1, 1] whose 2×2 means equal `low`: per block it
+    is clamp(x + λ, −1, 1), with the shift λ that gives the block the right mean found by
+    bisection (the mean is monotone in λ; the KKT conditions of the projection give this form)."""
+    x, low = x.double(), low.double()
+    below = torch.full_like(low, -4.0)
+    above = torch.full_like(low, 4.0)
+    for _ in range(iterations):
+        middle = (below + above) / 2
+        too_low = downsample((x + upsample(middle)).clamp(-1, 1)) < low
+        below = torch.where(too_low, middle, below)
+        above = torch.where(too_low, above, middle)
+    return (x + upsample((below + above) / 2)).clamp(-1, 1)
 
 
 @torch.no_grad()
