@@ -59,7 +59,7 @@ def add_editing_parsers(commands: Any) -> None:
     p.add_argument("--resample", type=_positive_int, help="diffusion: RePaint passes per level (default 5)")
     p.add_argument("--iterations", type=_positive_int, help="VAE: encode/decode passes (default 50); "
                    "GAN: optimiser steps (default 200)")
-    p.add_argument("--restarts", type=_positive_int, help="GAN: random starts per image (default 8)")
+    p.add_argument("--restarts", type=_positive_int, help="GAN: random starts per image (default 4)")
     p.set_defaults(run=cmd_inpaint)
 
     p = commands.add_parser("img2img", help="image-to-image (SDEdit) with a diffusion model; a VAE reconstructs")

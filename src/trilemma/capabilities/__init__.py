@@ -12,3 +12,33 @@ family's name. A family lacking what a task needs gets `UnsupportedRequest` with
 - `superresolution`: ×2 upscaling with an unconditional denoiser (ILVR).
 - `files`: reading the user's image files against a run and writing results.
 """
+
+from __future__ import annotations
+
+from trilemma.errors import UnsupportedRequest
+
+TASKS = ("interpolate", "inpaint", "img2img", "denoise", "upscale")
+
+
+def methods(family: object) -> dict[str, str | None]:
+    """For each task, the method this family would use, or None where it cannot do it, read from
+    the capability protocols it implements (what a report tabulates)."""
+    from trilemma.capabilities.editing import editing_method
+    from trilemma.capabilities.inpainting import inpainting_method
+    from trilemma.families.capabilities import Denoiser, Encoder, LatentGenerator
+
+    def attempt(function, *args) -> str | None:
+        try:
+            return function(*args)
+        except UnsupportedRequest:
+            return None
+
+    latent = ("DDIM inversion + slerp" if isinstance(family, Denoiser) else "posterior mean + slerp"
+              if isinstance(family, Encoder) else "latent slerp" if isinstance(family, LatentGenerator) else None)
+    return {
+        "interpolate": latent,
+        "inpaint": attempt(inpainting_method, family),
+        "img2img": attempt(editing_method, family, "image-to-image"),
+        "denoise": attempt(editing_method, family, "denoising"),
+        "upscale": "ilvr" if isinstance(family, Denoiser) else None,
+    }

@@ -121,7 +121,7 @@ def clamped_reconstruction(
 
 def latent_optimisation(
     family: LatentGenerator, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
-    labels: torch.Tensor | None = None, *, restarts: int = 8, iterations: int = 200, lr: float = 0.05,
+    labels: torch.Tensor | None = None, *, restarts: int = 4, iterations: int = 200, lr: float = 0.05,
     prior_weight: float = 1e-3,
 ) -> torch.Tensor:
     """Generate from the latent that best fits the known pixels (see `fit_latents`), and keep the
@@ -134,7 +134,7 @@ def latent_optimisation(
 
 def fit_latents(
     family: LatentGenerator, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator,
-    labels: torch.Tensor | None = None, *, restarts: int = 8, iterations: int = 200, lr: float = 0.05,
+    labels: torch.Tensor | None = None, *, restarts: int = 4, iterations: int = 200, lr: float = 0.05,
     prior_weight: float = 1e-3,
 ) -> torch.Tensor:
     """Latents z minimising mean((G(z) − x)²) over the known pixels + prior_weight · mean(z²)
