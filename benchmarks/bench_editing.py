@@ -73,8 +73,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--steps-diffusion", type=int, help="train diffusion for this many steps, not 6 min")
     parser.add_argument("--steps-others", type=int, help="train the VAE and GAN this many steps, not 3 min")
-    parser.add_argument("--repaint-steps", type=int, default=50)
-    parser.add_argument("--resample", type=int, default=5)
+    parser.add_argument("--repaint-steps", type=int, default=20)
+    parser.add_argument("--resample", type=int, default=2)
+    parser.add_argument("--reconstruction-guidance", type=float, default=8.0)
     parser.add_argument("--families", default="diffusion,vae,gan")
     args = parser.parse_args()
     runs = Path(args.runs)
@@ -101,7 +102,8 @@ def main() -> None:
         run = load_run(runs / name, "cpu")
         family = run.family
         info.update(step=run.step, method=inpainting_method(family))
-        options = {"steps": args.repaint_steps, "resample": args.resample} if name == "diffusion" else {}
+        options = {"steps": args.repaint_steps, "resample": args.resample,
+                   "reconstruction_guidance": args.reconstruction_guidance} if name == "diffusion" else {}
         started = time.perf_counter()
         filled = inpaint(family, x, mask, sampling_generator(0), **options)
         info["inpaint_seconds_per_image"] = (time.perf_counter() - started) / len(x)
@@ -139,7 +141,8 @@ def main() -> None:
                   f"{info['inversion_error_max_levels']:.1f} max; upscale x2 PSNR {info['upscale_psnr']:.2f} dB "
                   f"vs bicubic {info['bicubic_psnr']:.2f} dB, consistency {info['upscale_consistency_max_levels']:.3f} "
                   f"levels, label recovery {info['upscale_label_recovery']:.3f}")
-    payload["settings"] = {"repaint_steps": args.repaint_steps, "resample": args.resample}
+    payload["settings"] = {"repaint_steps": args.repaint_steps, "resample": args.resample,
+                           "reconstruction_guidance": args.reconstruction_guidance}
     print(f"recorded in {record('editing', payload)}")
 
 

@@ -55,8 +55,10 @@ def add_editing_parsers(commands: Any) -> None:
     p.add_argument("--mask", required=True, help="center (the central half of each side), left, right, top, "
                    "bottom, random:P (each pixel hidden with probability P), or MASK.npy: bool or 0/1 of "
                    "shape (H, W) or (N, H, W), True/1 = hidden")
-    p.add_argument("--steps", type=_positive_int, help="diffusion: RePaint levels (default 50)")
-    p.add_argument("--resample", type=_positive_int, help="diffusion: RePaint passes per level (default 5)")
+    p.add_argument("--steps", type=_positive_int, help="diffusion: RePaint levels (default 20)")
+    p.add_argument("--resample", type=_positive_int, help="diffusion: RePaint passes per level (default 2)")
+    p.add_argument("--reconstruction-guidance", type=float, metavar="ZETA",
+                   help="diffusion: pull towards agreement with the known pixels (default 8; 0 = plain RePaint)")
     p.add_argument("--iterations", type=_positive_int, help="VAE: encode/decode passes (default 50); "
                    "GAN: optimiser steps (default 200)")
     p.add_argument("--restarts", type=_positive_int, help="GAN: random starts per image (default 4)")
@@ -115,7 +117,8 @@ def _write(args, run, images, outputs: np.ndarray, extra: dict, started: float, 
         "command": args.command, "run": str(run.run_dir), "family": run.config["family"], "step": run.step,
         "images": str(images.path), "seed": args.seed,
         **{k: v for k, v in vars(args).items() if k in ("mask", "strength", "sigma", "steps", "resample",
-                                                        "iterations", "restarts") and v is not None},
+                                                        "iterations", "restarts", "reconstruction_guidance")
+           and v is not None},
     })
     if args.grid:
         _save_before_after(images.pixels if before is None else before, _as_nhwc(outputs), args.grid)
@@ -155,7 +158,7 @@ def cmd_inpaint(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     x = images.to_model().to(run.family.device)
     filled = inpaint(run.family, x, mask.to(x.device), sampling_generator(args.seed), labels,
-                     **_options(args, "steps", "resample", "iterations", "restarts"))
+                     **_options(args, "steps", "resample", "iterations", "restarts", "reconstruction_guidance"))
     hidden = mask[:, 0].numpy()
     hidden = hidden[..., None] if images.source_ndim == 4 else hidden
     outputs = np.where(hidden, images.like_source(to_pixels(filled)), images.original)  # known pixels: exact

@@ -65,3 +65,11 @@ def test_unknown_option_and_wrong_mask_are_refused(families, heldout):
         inpaint(families["vae"], x, make_mask("center", len(x), 8, 8), torch.Generator(), resample=3)
     with pytest.raises(UnsupportedRequest, match="does not fit"):
         inpaint(families["vae"], x, torch.zeros(16, 1, 28, 28, dtype=torch.bool), torch.Generator())
+
+
+def test_plain_repaint_keeps_known_pixels_too(families, heldout):
+    x, _, _ = heldout
+    mask = make_mask("left", len(x), 8, 8)
+    out = inpaint(families["diffusion"], x, mask, torch.Generator().manual_seed(0), steps=6, resample=3,
+                  reconstruction_guidance=0.0)
+    assert torch.equal(out[~mask.expand_as(x)], x[~mask.expand_as(x)])
