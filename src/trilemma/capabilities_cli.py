@@ -27,7 +27,7 @@ def _common(p: argparse.ArgumentParser, images_help: str, out_help: str | None) 
     if out_help:
         p.add_argument("--images", required=True, metavar="FILE.npz", help=images_help)
         p.add_argument("--out", required=True, metavar="OUT.npz", help=out_help)
-        p.add_argument("--grid", metavar="PNG", help="also write a picture: inputs above, outputs below")
+        p.add_argument("--grid", metavar="PNG", help="also write a picture: inputs above (hidden pixels grey), outputs below")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="class_label", type=int, help="class for every image (conditional "
                    "models; default: the file's labels 'y', if any)")
@@ -162,7 +162,8 @@ def cmd_inpaint(args: argparse.Namespace) -> None:
     hidden = mask[:, 0].numpy()
     hidden = hidden[..., None] if images.source_ndim == 4 else hidden
     outputs = np.where(hidden, images.like_source(to_pixels(filled)), images.original)  # known pixels: exact
-    _write(args, run, images, outputs, {"mask": mask[:, 0].numpy()}, started, f"inpainted ({method})")
+    masked = np.where(mask[:, 0, :, :, None].numpy(), np.uint8(128), images.pixels)  # hidden shown grey
+    _write(args, run, images, outputs, {"mask": mask[:, 0].numpy()}, started, f"inpainted ({method})", masked)
 
 
 def cmd_img2img(args: argparse.Namespace) -> None:
