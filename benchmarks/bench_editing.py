@@ -101,7 +101,8 @@ def main() -> None:
         info = ensure_run(runs / name, name, minutes, steps)
         run = load_run(runs / name, "cpu")
         family = run.family
-        info.update(step=run.step, method=inpainting_method(family))
+        info.update(run=str(runs / name), budget=run.config.get("budget"), step=run.step,
+                    method=inpainting_method(family))
         options = {"steps": args.repaint_steps, "resample": args.resample,
                    "reconstruction_guidance": args.reconstruction_guidance} if name == "diffusion" else {}
         started = time.perf_counter()
