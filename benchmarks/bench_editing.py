@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--steps-diffusion", type=int, help="train diffusion for this many steps, not 6 min")
     parser.add_argument("--steps-others", type=int, help="train the VAE and GAN this many steps, not 3 min")
-    parser.add_argument("--repaint-steps", type=int, default=20)
+    parser.add_argument("--repaint-steps", type=int, default=50)
     parser.add_argument("--resample", type=int, default=2)
     parser.add_argument("--reconstruction-guidance", type=float, default=8.0)
     parser.add_argument("--families", default="diffusion,vae,gan")

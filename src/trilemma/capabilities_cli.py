@@ -55,7 +55,7 @@ def add_editing_parsers(commands: Any) -> None:
     p.add_argument("--mask", required=True, help="center (the central half of each side), left, right, top, "
                    "bottom, random:P (each pixel hidden with probability P), or MASK.npy: bool or 0/1 of "
                    "shape (H, W) or (N, H, W), True/1 = hidden")
-    p.add_argument("--steps", type=_positive_int, help="diffusion: RePaint levels (default 20)")
+    p.add_argument("--steps", type=_positive_int, help="diffusion: RePaint levels (default 50)")
     p.add_argument("--resample", type=_positive_int, help="diffusion: RePaint passes per level (default 2)")
     p.add_argument("--reconstruction-guidance", type=float, metavar="ZETA",
                    help="diffusion: pull towards agreement with the known pixels (default 8; 0 = plain RePaint)")
