@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     from trilemma.compare_cli import add_compare_parser
     add_compare_parser(commands)
+    from trilemma.capabilities_cli import add_editing_parsers
+    add_editing_parsers(commands)
     from trilemma.scoring_cli import add_scoring_parsers
     add_scoring_parsers(commands)
     return parser

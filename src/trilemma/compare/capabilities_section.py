@@ -15,7 +15,8 @@ import base64
 import html
 import io
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ def measure(runs: dict[str, Any], dataset: Dataset, *, conditional: bool, seed: 
     pairs = x_model[: 2 * PAIRS].view(PAIRS, 2, *x_model.shape[1:])
     for name, run in runs.items():
         family = run.family
-        section["methods"][name] = {**methods(family), **_scoring_methods(family)}
+        section["methods"][name] = methods(family)
         device = family.device
         # Inpainting: the same masked images for every family; known pixels put back exactly.
         log(f"capabilities: {name} inpainting {len(index)} centre-masked held-out images")
@@ -122,19 +123,6 @@ def measure(runs: dict[str, Any], dataset: Dataset, *, conditional: bool, seed: 
     return section
 
 
-def _scoring_methods(family: Any) -> dict[str, str | None]:
-    from trilemma.capabilities import knob_of, score_method
-
-    def attempt(function: Callable[[Any], Any]) -> Any:
-        try:
-            return function(family)
-        except UnsupportedRequest:
-            return None
-
-    knob = attempt(knob_of)
-    return {"anomaly score": attempt(score_method), "fidelity knob": knob.name if knob else None}
-
-
 def _noise_auroc(family: Any, dataset: Dataset, seed: int) -> dict[str, Any]:
     from trilemma.capabilities import anomaly_scores, auroc
 
@@ -172,8 +160,8 @@ def render(section: dict[str, Any], img: Callable[[bytes, str], str]) -> str:
         return f"<h2>Capabilities</h2><p>{_e(section['skipped'])}</p>"
     families = list(section["methods"])
     tasks = list(next(iter(section["methods"].values())))
-    parts = ["<h2>Capabilities</h2>", "<p>What each family can do beyond sampling, read from the "
-             "capability protocols it implements (– where it cannot).</p>",
+    parts = ["<h2>Capabilities</h2>", ("<p>What each family can do beyond sampling, read from the "
+                                       "capability protocols it implements (– where it cannot).</p>"),
              "<table><tr><th>task</th>" + "".join(f"<th>{_e(n)}</th>" for n in families) + "</tr>"
              + "".join(f"<tr><th>{_e(t)}</th>" + "".join(f"<td>{_e(section['methods'][n][t] or '–')}</td>"
                                                           for n in families) + "</tr>" for t in tasks)
@@ -200,9 +188,9 @@ def render(section: dict[str, Any], img: Callable[[bytes, str], str]) -> str:
               + "".join(f"<tr><td>{_e(n)}</td><td>{_e(section['methods'][n]['anomaly score'])}</td>"
                         f"<td class=\"num\">{r['auroc_uniform_noise']:.3f}</td></tr>"
                         for n, r in section["anomaly"].items()) + "</table>",
-              "<p class=\"note\">Leave-one-class-out AUROC needs a model trained without that class: "
-              "<code>trilemma train --data mnist:classes=1-9 …</code> then "
-              "<code>trilemma anomaly RUN --data mnist --anomalous-classes 0</code>.</p>"]
+              ("<p class=\"note\">Leave-one-class-out AUROC needs a model trained without that class: "
+               "<code>trilemma train --data mnist:classes=1-9 …</code> then "
+               "<code>trilemma anomaly RUN --data mnist --anomalous-classes 0</code>.</p>")]
     if "conditional" in section:
         parts += ["<h3>Conditional generation</h3><table><tr><th>family</th><th>samples classified as the "
                   "requested class</th></tr>" + "".join(

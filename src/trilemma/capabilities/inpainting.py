@@ -1,0 +1,199 @@
+"""Inpainting: fill the hidden pixels of images so that the whole looks like the data, keeping
+the known pixels exactly. Every family can, each by its own means:
+
+- a `Denoiser` by RePaint (Lugmayr et al. 2022): at every reverse step the known region is the
+  image noised afresh to the current level and the hidden region the model's ancestral step,
+  with `resample` round trips per step (go down one step, noise back up one step) so the two
+  regions harmonise;
+- an `Encoder` by iterated encode/decode with the known pixels clamped (the posterior mean at
+  each pass; a fixed-point form of VAE imputation, cf. Rezende et al. 2014, §5.3);
+- a `LatentGenerator` by optimising its latent against the known pixels (GAN inversion,
+  e.g. Yeh et al. 2017), from several random starts, keeping the best fit.
+
+`mask` is bool (N, 1, H, W) or broadcastable, True = hidden. Images are model-space NCHW in
+[−1, 1]; the result equals `x` exactly wherever the mask is False.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any
+
+import torch
+
+from trilemma.capabilities._common import batches, call_with_options, check_labels, family_name
+from trilemma.capabilities.inversion import (
+    alphas_cumprod,
+    ddim_update,
+    level_grid,
+    num_train_timesteps,
+    predict,
+)
+from trilemma.errors import UnsupportedRequest
+from trilemma.families.base import randn
+from trilemma.families.capabilities import Denoiser, Encoder, LatentGenerator
+
+
+def inpainting_method(family: object) -> str:
+    """The method `inpaint` uses for this family, by the capabilities it declares."""
+    if isinstance(family, Denoiser):
+        return "repaint"
+    if isinstance(family, Encoder):
+        return "clamped encode-decode"
+    if isinstance(family, LatentGenerator):
+        return "latent optimisation"
+    raise UnsupportedRequest(f"the {family_name(family)} family cannot inpaint: it has no denoiser, "
+                             "encoder or latent generator")
+
+
+def inpaint(
+    family: Any, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+    labels: torch.Tensor | None = None, **options: Any,
+) -> torch.Tensor:
+    """Fill the hidden pixels (mask True) of `x`; options go to the family's method
+    (`repaint`, `clamped_reconstruction` or `latent_optimisation`)."""
+    method = {"repaint": repaint, "clamped encode-decode": clamped_reconstruction,
+              "latent optimisation": latent_optimisation}[inpainting_method(family)]
+    mask = _check_mask(mask, x)
+    labels = check_labels(family, labels, len(x))
+    return call_with_options(method, "inpainting", family, x, mask, generator, labels, **options)
+
+
+def _check_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    try:
+        return torch.broadcast_to(mask, (len(x), 1, *x.shape[2:])).to(x.device)
+    except RuntimeError:
+        raise UnsupportedRequest(f"mask of shape {tuple(mask.shape)} does not fit images of shape "
+                                 f"{tuple(x.shape)}") from None
+
+
+@torch.no_grad()
+def repaint(
+    family: Denoiser, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+    labels: torch.Tensor | None = None, *, steps: int = 50, resample: int = 2, guidance: float = 1.0,
+    reconstruction_guidance: float = 8.0, batch_size: int = 256,
+) -> torch.Tensor:
+    """RePaint (Lugmayr et al. 2022, Alg. 1) on `steps` respaced levels with `resample` passes
+    per level (jump length 1); `steps · resample + 1` network evaluations per image.
+
+    With `reconstruction_guidance` ζ > 0 the hidden region's step is also pushed down the
+    gradient of the known pixels' error in the model's x̂0, ‖m ⊙ (x − x̂0(x_t))‖ (reconstruction
+    guidance, Ho et al. 2022; the step ζ ∇‖·‖ normalised as in DPS, Chung et al. 2023), so that
+    what is generated agrees with the known region at every level; it costs a backward pass
+    per evaluation. Defaults measured on mnist (centre 14x14, 200 held-out digits, lenet-mnist
+    label recovery; 2800-step model): 0.555 for plain RePaint, 50 steps × 5 passes; 0.79 for
+    20 × 4 with ζ = 8; 0.835 for 50 × 2 with ζ = 8; 0.83 for 100 × 2. (1500-step model: 0.77
+    for 20 × 2 with ζ = 4 to 16.)
+    `guidance` is the classifier-free guidance weight for conditional models."""
+    if steps < 1 or resample < 1:
+        raise UnsupportedRequest(f"RePaint needs steps ≥ 1 and resample ≥ 1 (got {steps}, {resample})")
+    a = alphas_cumprod(family, x.device)
+    levels = level_grid(steps, num_train_timesteps(family) - 1)
+    out = []
+    for part in batches(len(x), batch_size):
+        known, hidden = x[part].double(), mask[part]
+        part_labels = None if labels is None else labels[part]
+        sample = randn(known.shape, generator, x.device).double()
+        for t, s in pairwise(reversed(levels)):
+            for round_trip in range(resample):
+                if reconstruction_guidance > 0:
+                    x0_hat, eps, gradient = _guided_prediction(family, sample, t, part_labels, guidance, known, hidden)
+                else:
+                    x0_hat, eps = predict(family, sample.float(), t, part_labels, guidance)
+                unknown_part = ddim_update(x0_hat, eps, a[t], a[s], eta=1.0, generator=generator)
+                if reconstruction_guidance > 0:
+                    unknown_part = unknown_part - reconstruction_guidance * gradient
+                known_part = a[s].sqrt() * known + (1 - a[s]).sqrt() * randn(known.shape, generator, x.device)
+                previous = torch.where(hidden, unknown_part, known_part)
+                if round_trip < resample - 1:  # back up one step: q(x_t | x_s)
+                    ratio = a[t] / a[s]
+                    sample = ratio.sqrt() * previous + (1 - ratio).sqrt() * randn(known.shape, generator, x.device)
+            sample = previous
+        x0_hat, _ = predict(family, sample.float(), 0, part_labels, guidance)
+        out.append(torch.where(hidden, x0_hat.float(), x[part]))
+    return torch.cat(out)
+
+
+def _guided_prediction(family, sample, t, labels, guidance, known, hidden):
+    """predict() at x_t, and the gradient of ‖m ⊙ (x − x̂0(x_t))‖ with respect to x_t."""
+    with torch.enable_grad():
+        x_t = sample.float().requires_grad_(True)
+        x0_hat, _ = predict(family, x_t, t, labels, guidance, clip=False)
+        error = ((x0_hat - known) * ~hidden).flatten(1).norm(dim=1)
+        (gradient,) = torch.autograd.grad(error.sum(), x_t)
+    a = alphas_cumprod(family, sample.device)[t]
+    x0_hat = x0_hat.detach().clamp(-1, 1)  # as predict(clip=True), without a second evaluation
+    eps = (sample.double() - a.sqrt() * x0_hat) / (1 - a).sqrt()
+    return x0_hat, eps, gradient.double()
+
+
+@torch.no_grad()
+def clamped_reconstruction(
+    family: Encoder, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+    labels: torch.Tensor | None = None, *, iterations: int = 50,
+) -> torch.Tensor:
+    """Hidden pixels start at the mean of each image's known pixels; each pass decodes the
+    posterior mean of the current image and copies the decoded pixels into the hidden region.
+    Deterministic: `generator` is unused."""
+    if iterations < 1:
+        raise UnsupportedRequest(f"iterations must be at least 1, not {iterations}")
+    known_count = (~mask).flatten(1).sum(1).clamp(min=1)
+    fill = (x * ~mask).flatten(1).sum(1) / known_count
+    current = torch.where(mask, fill[:, None, None, None].expand_as(x), x)
+    for _ in range(iterations):
+        mean, _ = family.encode(current, labels)
+        current = torch.where(mask, family.decode(mean, labels), x)
+    return current
+
+
+def latent_optimisation(
+    family: LatentGenerator, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+    labels: torch.Tensor | None = None, *, restarts: int = 4, iterations: int = 200, lr: float = 0.05,
+    prior_weight: float = 1e-3,
+) -> torch.Tensor:
+    """Generate from the latent that best fits the known pixels (see `fit_latents`), and keep the
+    known pixels."""
+    z = fit_latents(family, x, ~mask, generator, labels, restarts=restarts, iterations=iterations,
+                    lr=lr, prior_weight=prior_weight)
+    with torch.no_grad():
+        return torch.where(mask, family.generate(z, labels), x)
+
+
+def fit_latents(
+    family: LatentGenerator, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator,
+    labels: torch.Tensor | None = None, *, restarts: int = 4, iterations: int = 200, lr: float = 0.05,
+    prior_weight: float = 1e-3,
+) -> torch.Tensor:
+    """Latents z minimising mean((G(z) − x)²) over the known pixels + prior_weight · mean(z²)
+    (the Gaussian prior's log-density, up to scale), by Adam from `restarts` random starts per
+    image; the start with the lowest known-pixel error wins."""
+    if restarts < 1 or iterations < 0:
+        raise UnsupportedRequest(f"latent optimisation needs restarts ≥ 1 and iterations ≥ 0 "
+                                 f"(got {restarts}, {iterations})")
+    n = len(x)
+    latent_dim = family.config.latent_dim if hasattr(family, "config") else None
+    if latent_dim is None:
+        raise UnsupportedRequest(f"the {family_name(family)} family does not state its latent size")
+    device = x.device
+    z = randn((restarts * n, latent_dim), generator, device).requires_grad_(True)
+    target = x.repeat(restarts, 1, 1, 1)
+    weight = known.expand_as(x).float().repeat(restarts, 1, 1, 1)
+    per_image = weight.flatten(1).sum(1).clamp(min=1)
+    repeated_labels = None if labels is None else labels.repeat(restarts)
+    optimizer = torch.optim.Adam([z], lr=lr)
+
+    def fit_error(latent: torch.Tensor) -> torch.Tensor:
+        image = family.generate(latent, repeated_labels)
+        return ((image - target).square() * weight).flatten(1).sum(1) / per_image
+
+    with torch.enable_grad():
+        for _ in range(iterations):
+            loss = fit_error(z) + prior_weight * z.square().mean(1)
+            (gradient,) = torch.autograd.grad(loss.sum(), z)
+            z.grad = gradient
+            optimizer.step()
+    with torch.no_grad():
+        error = fit_error(z).view(restarts, n)
+        best = error.argmin(0)
+        return z.detach().view(restarts, n, latent_dim)[best, torch.arange(n, device=device)]
