@@ -24,7 +24,8 @@ def small_settings_fixture():
 
 @pytest.fixture(scope="session")
 def small_comparison(tmp_path_factory):
-    """One small comparison of the three families, shared by the tests that only read it."""
+    """One small comparison of the three families, with the capabilities section, shared by the
+    tests that only read it."""
     out = tmp_path_factory.mktemp("compare") / "out"
-    results = run_comparison(small_settings(), out, progress=False)
+    results = run_comparison(small_settings(capabilities=True), out, progress=False)
     return out, results

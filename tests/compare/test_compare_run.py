@@ -115,3 +115,24 @@ def test_bad_requests_get_one_line(tmp_path, capsys, argv, message):
     assert code == 2
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_capabilities_section_measures_every_family_alike(small_comparison):
+    out, _ = small_comparison
+    section = json.loads((out / "results.json").read_text())["capabilities"]
+    assert set(section["methods"]) == {"vae", "gan", "diffusion"}
+    assert section["methods"]["diffusion"]["inpaint"] == "repaint"
+    assert section["methods"]["gan"]["upscale"] is None
+    for name in ("vae", "gan", "diffusion"):
+        inpainting = section["inpainting"][name]
+        assert inpainting["known_pixels_identical"] is True
+        assert 0.0 <= inpainting["label_recovery"] <= 1.0
+        assert 0.0 < section["interpolation"][name]["smoothness"] <= 1.0
+        assert 0.0 <= section["anomaly"][name]["auroc_uniform_noise"] <= 1.0
+    # The knob: temperature and truncation are swept; unconditional diffusion has no guidance.
+    assert section["sweeps"]["vae"]["knob"] == "temperature"
+    assert section["sweeps"]["gan"]["knob"] == "truncation"
+    assert "unavailable" in section["sweeps"]["diffusion"]
+    assert "inpainting_grid" not in section  # pictures live in the report, not in results.json
+    text = (out / "report.html").read_text()
+    assert "<h2>Capabilities</h2>" in text and "Inpainting the centre" in text

@@ -29,7 +29,7 @@ def knob_of(family: Any) -> Knob:
     if knob is None:
         what = "an unconditional " if not getattr(family, "conditional", True) else "a "
         raise UnsupportedRequest(
-            f"{what}{family.name} model has no fidelity/diversity knob"
+            f"{what}{getattr(family, 'name', type(family).__name__)} model has no fidelity/diversity knob"
             + (" (guidance needs a conditional model: train with --conditional)"
                if not getattr(family, "conditional", True) else ""))
     return knob
