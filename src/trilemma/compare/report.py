@@ -25,7 +25,8 @@ table{border-collapse:collapse;margin:10px 0;font-size:14px}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grids{display:flex;gap:18px;flex-wrap:wrap}
-.grids figure{margin:0} figcaption{font-size:13px;color:#57606a;max-width:300px}
+.grids figure{margin:0} figcaption{font-size:13px;color:#57606a;max-width:330px}
+.grids img{width:330px;image-rendering:pixelated}
 img{max-width:100%} .verdict{font-weight:600;white-space:nowrap}
 .note{font-size:13px;color:#57606a}
 """
@@ -45,7 +46,7 @@ window.addEventListener('load', function () {
 
 METRIC_ROWS = (
     ("fid", "{fid_name} (↓)", ".1f"),
-    ("kid", "KID (↓)", ".4f"),
+    ("kid", "KID (↓)", ".4g"),
     ("precision", "precision (fidelity, ↑)", ".3f"),
     ("recall", "recall (diversity, ↑)", ".3f"),
     ("density", "density (↑)", ".3f"),
@@ -62,7 +63,7 @@ METRIC_ROWS = (
     ("parameters", "parameters", ",.0f"),
     ("training_gflops_per_image", "training GFLOPs per image", ".3f"),
     ("fraction_of_peak", "training FLOP/s ÷ matmul peak", ".3f"),
-    ("peak_memory_bytes", "peak memory (MiB)", "mib"),
+    ("peak_memory_bytes", "peak memory (MiB; CPU: the process's high-water mark so far)", "mib"),
     ("near_copy_fraction", "near copies of training images", ".3f"),
     ("label_agreement", "samples classified as the requested class", ".3f"),
     ("cas", "classification accuracy score (CAS)", ".3f"),
