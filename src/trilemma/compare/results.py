@@ -64,6 +64,8 @@ def _spread(values: list[Any]) -> tuple[Any, Any]:
     numbers = [v for v in values if isinstance(v, (int, float)) and v is not None]
     if not numbers or len(numbers) != len(values):
         return (values[0] if values else None), None
+    if len(numbers) == 1:
+        return numbers[0], None
     mean = statistics.fmean(numbers)
     return mean, (statistics.stdev(numbers) if len(numbers) > 1 else None)
 
