@@ -12,14 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from trilemma.cli_types import positive_int
 from trilemma.errors import UnsupportedRequest
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
 
 
 def _common(p: argparse.ArgumentParser, images_help: str, out_help: str | None) -> None:
@@ -43,9 +37,9 @@ def add_editing_parsers(commands: Any) -> None:
     _common(p, images, None)
     p.add_argument("--images", metavar="FILE.npz", help="interpolate between consecutive pairs of these "
                    "real images (default: between random latents drawn with --seed)")
-    p.add_argument("--pairs", type=_positive_int, default=4, help="paths to draw (default 4)")
-    p.add_argument("--steps", type=_positive_int, default=8, help="images per path (default 8)")
-    p.add_argument("--inversion-steps", type=_positive_int, default=50, help="diffusion: DDIM steps (default 50)")
+    p.add_argument("--pairs", type=positive_int, default=4, help="paths to draw (default 4)")
+    p.add_argument("--steps", type=positive_int, default=8, help="images per path (default 8)")
+    p.add_argument("--inversion-steps", type=positive_int, default=50, help="diffusion: DDIM steps (default 50)")
     p.add_argument("--out", required=True, metavar="GRID.png", help="the picture: one path per row")
     p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the smoothness figures here")
     p.set_defaults(run=cmd_interpolate)
@@ -55,31 +49,31 @@ def add_editing_parsers(commands: Any) -> None:
     p.add_argument("--mask", required=True, help="center (the central half of each side), left, right, top, "
                    "bottom, random:P (each pixel hidden with probability P), or MASK.npy: bool or 0/1 of "
                    "shape (H, W) or (N, H, W), True/1 = hidden")
-    p.add_argument("--steps", type=_positive_int, help="diffusion: RePaint levels (default 50)")
-    p.add_argument("--resample", type=_positive_int, help="diffusion: RePaint passes per level (default 2)")
+    p.add_argument("--steps", type=positive_int, help="diffusion: RePaint levels (default 50)")
+    p.add_argument("--resample", type=positive_int, help="diffusion: RePaint passes per level (default 2)")
     p.add_argument("--reconstruction-guidance", type=float, metavar="ZETA",
                    help="diffusion: pull towards agreement with the known pixels (default 8; 0 = plain RePaint)")
-    p.add_argument("--iterations", type=_positive_int, help="VAE: encode/decode passes (default 50); "
+    p.add_argument("--iterations", type=positive_int, help="VAE: encode/decode passes (default 50); "
                    "GAN: optimiser steps (default 200)")
-    p.add_argument("--restarts", type=_positive_int, help="GAN: random starts per image (default 4)")
+    p.add_argument("--restarts", type=positive_int, help="GAN: random starts per image (default 4)")
     p.set_defaults(run=cmd_inpaint)
 
     p = commands.add_parser("img2img", help="image-to-image (SDEdit) with a diffusion model; a VAE reconstructs")
     _common(p, images, "the edited images, same shape and dtype as the input")
     p.add_argument("--strength", type=float, required=True, help="noise level in (0, 1]: how much may change")
-    p.add_argument("--steps", type=_positive_int, help="DDIM steps for the full strength (default 50)")
+    p.add_argument("--steps", type=positive_int, help="DDIM steps for the full strength (default 50)")
     p.set_defaults(run=cmd_img2img)
 
     p = commands.add_parser("denoise", help="remove Gaussian pixel noise with a diffusion model; a VAE reconstructs")
     _common(p, images, "the denoised images, same shape and dtype as the input")
     p.add_argument("--sigma", type=float, required=True, help="noise std in [0, 1] pixel units")
-    p.add_argument("--steps", type=_positive_int, help="DDIM steps for the full noise range (default 50)")
+    p.add_argument("--steps", type=positive_int, help="DDIM steps for the full noise range (default 50)")
     p.set_defaults(run=cmd_denoise)
 
     p = commands.add_parser("upscale", help="x2 super-resolution (ILVR) with an unconditional diffusion model")
     _common(p, "low-resolution images, half the run's height and width", "the upscaled uint8 images; each "
             "2x2 block averages to its input pixel")
-    p.add_argument("--steps", type=_positive_int, help="reverse steps (default 100)")
+    p.add_argument("--steps", type=positive_int, help="reverse steps (default 100)")
     p.set_defaults(run=cmd_upscale)
 
 

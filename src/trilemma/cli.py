@@ -8,21 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from trilemma.cli_types import positive_float, positive_int
 from trilemma.errors import TrilemmaError, UnsupportedRequest
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
@@ -138,19 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "options as mnist:classes=1-9")
     p.add_argument("--out", required=True, help="run folder (created; must be new or empty unless --resume)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=_positive_float, help="training time budget (default: 3 min on images, 45 s on points)")
-    budget.add_argument("--steps", type=_positive_int, help="number of optimisation steps")
+    budget.add_argument("--minutes", type=positive_float, help="training time budget (default: 3 min on images, 45 s on points)")
+    budget.add_argument("--steps", type=positive_int, help="number of optimisation steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="autocast precision; auto = bf16 on CUDA, fp32 on the CPU")
     p.add_argument("--conditional", action="store_true", help="class-conditional model (labelled data)")
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change a family setting, e.g. --set loss=non-saturating --set beta=0.5")
-    p.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
+    p.add_argument("--checkpoint-every", type=positive_int, metavar="STEPS",
                    help="checkpoint every this many steps (default: every 60 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--compile", action="store_true",
@@ -160,17 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir")
     # --samples: under torchrun, whose parser reads --n as an abbreviation of its own --nnodes etc.
-    p.add_argument("--n", "--samples", dest="n", type=_positive_int, required=True)
+    p.add_argument("--n", "--samples", dest="n", type=positive_int, required=True)
     p.add_argument("--out", required=True, help="FILE.npz: x (uint8 NHWC images or float32 points), y if conditional")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++"], help="diffusion only")
-    p.add_argument("--sampler-steps", type=_positive_int, help="diffusion only")
+    p.add_argument("--sampler-steps", type=positive_int, help="diffusion only")
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (conditional diffusion)")
     p.add_argument("--truncation", type=float, help="truncation ψ in [0, 1] (GAN)")
     p.add_argument("--temperature", type=float, help="prior temperature (VAE)")
     p.add_argument("--class", dest="class_label", type=int, help="class to generate (conditional models)")
     p.add_argument("--grid", help="also write a PNG picture of the samples")
-    p.add_argument("--batch-size", type=_positive_int, default=500)
+    p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=cmd_sample)
     from trilemma.evaluate_cli import add_evaluate_parser

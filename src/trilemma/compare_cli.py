@@ -6,27 +6,8 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
+from trilemma.cli_types import positive_float, positive_int
 from trilemma.errors import UnsupportedRequest
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
 
 
 def add_compare_parser(commands: Any) -> None:
@@ -36,18 +17,18 @@ def add_compare_parser(commands: Any) -> None:
     p.add_argument("--data", default="mnist", help="data spec, as for train (default: mnist)")
     p.add_argument("--out", required=True, help="output folder (new; rerun with the same one to resume)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=_positive_float,
+    budget.add_argument("--minutes", type=positive_float,
                         help="training minutes per family and seed (default: 2.5 on a CPU, 5 on a GPU, "
                         "0.75 on 2-D points)")
-    budget.add_argument("--steps", type=_positive_int, help="training steps per family and seed instead")
+    budget.add_argument("--steps", type=positive_int, help="training steps per family and seed instead")
     p.add_argument("--families", default="vae,gan,diffusion", help="comma list (default: all three)")
-    p.add_argument("--seeds", type=_positive_int, default=1,
+    p.add_argument("--seeds", type=positive_int, default=1,
                    help="train each family this many times; the spread is the stability figure")
     p.add_argument("--priorities", help="weights of fidelity, diversity, speed, stability, e.g. "
                    "fidelity=1,speed=2 (default: fidelity=1,diversity=1,speed=0.5,stability=0.5)")
-    p.add_argument("--samples", type=_positive_int, help="samples per family for the final evaluation "
+    p.add_argument("--samples", type=positive_int, help="samples per family for the final evaluation "
                    "(default: 1,000 on a CPU, 5,000 on a GPU, 2,500 for points)")
-    p.add_argument("--evaluations", type=_positive_int,
+    p.add_argument("--evaluations", type=positive_int,
                    help="quality points during training, the last at the end (default 4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trilemma.cli_types import positive_int
 from trilemma.errors import DataError, UnsupportedRequest
 
 # Labels for the printed table; a metric not listed here is printed under its own key.
@@ -40,13 +41,6 @@ HIDDEN = {"fid", "fid_name", "kid_std", "num_classes", "num_modes"}
 SAMPLERS_OF = {"vae": "decoder", "gan": "generator"}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
 def add_evaluate_parser(commands: Any) -> None:
     """Register `evaluate` on the CLI's sub-command parsers."""
     p = commands.add_parser("evaluate", help="measure samples (an .npz file or a trained run) "
@@ -57,10 +51,10 @@ def add_evaluate_parser(commands: Any) -> None:
     p.add_argument("--data", help="the real data (a data spec, as for train); default for a run: "
                    "the data it was trained on")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results here")
-    p.add_argument("--n", "--samples", dest="n", type=_positive_int,  # torchrun takes --n for its --nnodes
+    p.add_argument("--n", "--samples", dest="n", type=positive_int,  # torchrun takes --n for its --nnodes
                    help="samples to draw from a run (default 2000 images, 2500 points), or the "
                    "first N of a file")
-    p.add_argument("--n-real", type=_positive_int,
+    p.add_argument("--n-real", type=positive_int,
                    help="real reference samples (default: the whole reference split)")
     p.add_argument("--seed", type=int, default=0, help="sampling and evaluation seed")
     p.add_argument("--inception-weights", metavar="PATH",
@@ -69,12 +63,12 @@ def add_evaluate_parser(commands: Any) -> None:
                    help="real split to compare with (default heldout)")
     p.add_argument("--nfe-curve", action="store_true",
                    help="diffusion runs: FD against network evaluations for each sampler")
-    p.add_argument("--nfe-curve-n", type=_positive_int, default=500,
+    p.add_argument("--nfe-curve-n", type=positive_int, default=500,
                    help="samples per point of the NFE curve (default 500)")
     p.add_argument("--iwae-k", type=int, default=0, metavar="K",
                    help="VAE runs: importance-weighted log-likelihood of the held-out data with "
                    "K samples (default 0: off)")
-    p.add_argument("--batch-size", type=_positive_int, default=500)
+    p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.set_defaults(run=cmd_evaluate)
 

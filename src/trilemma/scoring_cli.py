@@ -11,14 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trilemma.cli_types import positive_int
 from trilemma.errors import DataError, UnsupportedRequest
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
 
 
 def _floats(text: str) -> list[float]:
@@ -210,17 +204,17 @@ def add_scoring_parsers(commands: Any) -> None:
     p.add_argument("--anomalous-classes", metavar="LIST",
                    help="classes that count as anomalous (e.g. 0 or 0,3-4), read from the images' 'y'")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the method and AUROCs here")
-    p.add_argument("--k", type=_positive_int, default=32, help="VAE: importance samples (default 32)")
-    p.add_argument("--timesteps", type=_positive_int, default=10, help="diffusion: noise levels (default 10)")
+    p.add_argument("--k", type=positive_int, default=32, help="VAE: importance samples (default 32)")
+    p.add_argument("--timesteps", type=positive_int, default=10, help="diffusion: noise levels (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=cmd_anomaly)
 
     def sampling(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", metavar="SPEC", help="real data (default: what the run was trained on)")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--batch-size", type=_positive_int, default=500)
+        p.add_argument("--batch-size", type=positive_int, default=500)
         p.add_argument("--device", default="auto")
         p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results here")
 
@@ -228,14 +222,14 @@ def add_scoring_parsers(commands: Any) -> None:
                             "temperature, diffusion guidance): precision and recall per value")
     p.add_argument("run_dir")
     p.add_argument("--values", type=_floats, help="knob values, e.g. 0.25,0.5,0.75,1.0 (default: the family's)")
-    p.add_argument("--n", type=_positive_int, default=1000, help="samples per value (default 1000)")
+    p.add_argument("--n", type=positive_int, default=1000, help="samples per value (default 1000)")
     sampling(p)
     p.set_defaults(run=cmd_truncation)
 
     p = commands.add_parser("conditional", help="a conditional run: agreement of its samples with the "
                             "requested class, and the classification accuracy score")
     p.add_argument("run_dir")
-    p.add_argument("--per-class", type=_positive_int, default=100, help="samples per class (default 100)")
+    p.add_argument("--per-class", type=positive_int, default=100, help="samples per class (default 100)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (diffusion)")
     p.add_argument("--truncation", type=float, help="truncation ψ (GAN)")
     p.add_argument("--temperature", type=float, help="prior temperature (VAE)")
@@ -246,9 +240,9 @@ def add_scoring_parsers(commands: Any) -> None:
     p = commands.add_parser("augment", help="train the domain classifier on a few real images, with and "
                             "without each conditional run's samples; held-out accuracy")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="conditional runs")
-    p.add_argument("--n-real", type=_positive_int, default=100, help="real labelled images (default 100)")
-    p.add_argument("--n-generated", type=_positive_int, default=1000, help="generated images per run (default 1000)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="repeats, seeds 0..N-1 (default 3)")
-    p.add_argument("--steps", type=_positive_int, default=600, help="classifier training steps (default 600)")
+    p.add_argument("--n-real", type=positive_int, default=100, help="real labelled images (default 100)")
+    p.add_argument("--n-generated", type=positive_int, default=1000, help="generated images per run (default 1000)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="repeats, seeds 0..N-1 (default 3)")
+    p.add_argument("--steps", type=positive_int, default=600, help="classifier training steps (default 600)")
     sampling(p)
     p.set_defaults(run=cmd_augment)
