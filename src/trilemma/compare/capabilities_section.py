@@ -57,7 +57,9 @@ def measure(runs: dict[str, Any], dataset: Dataset, *, conditional: bool, seed: 
     if dataset.kind != "image":
         return {"skipped": "the capabilities section is measured on images"}
     rng = np.random.default_rng(seed)
-    index = np.sort(rng.choice(len(dataset.x_heldout), min(INPAINT_N, len(dataset.x_heldout)), replace=False))
+    # A random draw in random order, so that the 8 shown and the interpolation pairs mix classes
+    # (held-out sets may be stored class by class).
+    index = rng.choice(len(dataset.x_heldout), min(INPAINT_N, len(dataset.x_heldout)), replace=False)
     real = dataset.x_heldout[index]
     real_pixels = real.permute(0, 2, 3, 1).numpy()
     labels = dataset.y_heldout[index].numpy() if dataset.y_heldout is not None else None
