@@ -73,7 +73,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         changes["evaluations"] = args.evaluations
     settings = replace(settings, **changes)
     try:
-        results = run_comparison(settings, args.out, progress=not args.quiet)
+        results = run_comparison(settings, args.out, progress=not args.quiet, dataset=dataset)
     except ComparisonInterrupted as stop:
         print(f"trilemma: interrupted: {stop}")
         return 130

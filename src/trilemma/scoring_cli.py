@@ -44,8 +44,9 @@ def _write_json(path: Path | None, result: dict[str, Any]) -> None:
 
 def _load(run_dir: str, device: str, data: str | None):
     """The run and the data it is measured on (default: what it was trained on), shapes checked."""
-    from trilemma.capabilities.inputs import describe_shape, run_sample_shape
+    from trilemma.capabilities.inputs import run_sample_shape
     from trilemma.data import load_data
+    from trilemma.evaluation import describe_shape
     from trilemma.sampling import load_run
 
     run = load_run(run_dir, device)

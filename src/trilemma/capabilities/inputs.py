@@ -14,14 +14,7 @@ import numpy as np
 import torch
 
 from trilemma.errors import DataError
-
-
-def describe_shape(shape: tuple[int, ...]) -> str:
-    """'28x28x1' for (C, H, W) = (1, 28, 28); '2-D points' for (2,)."""
-    if len(shape) == 1:
-        return f"{shape[0]}-D points"
-    c, h, w = shape
-    return f"{h}x{w}x{c}"
+from trilemma.evaluation import describe_shape
 
 
 def run_sample_shape(run_config: dict[str, Any]) -> tuple[int, ...]:

@@ -129,7 +129,7 @@ def _noise_auroc(family: Any, dataset: Dataset, seed: int) -> dict[str, Any]:
     from trilemma.capabilities import anomaly_scores, auroc
 
     n = min(ANOMALY_N, len(dataset.x_heldout))
-    real = dataset.x_heldout[:n]
+    real = dataset.x_heldout[np.random.default_rng(seed).choice(len(dataset.x_heldout), n, replace=False)]
     noise = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, real.shape, dtype=np.uint8))
     x = dataset.normalizer.to_model(torch.cat([real, noise])).to(family.device)
     scores = anomaly_scores(family, x, seed=seed)["score"]

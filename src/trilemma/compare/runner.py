@@ -255,15 +255,17 @@ class _FamilyRunner:
 
 
 def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: bool = True,
+                   dataset: Dataset | None = None,
                    on_family_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train and score every family and seed of `settings` into `out_dir`, then write
-    results.json, results.csv and report.html. Returns the results (see `compare.results`)."""
+    results.json, results.csv and report.html. Returns the results (see `compare.results`).
+    `dataset` is `load_data(settings.data)` when the caller has it already."""
     from trilemma.compare.report import write_report
     from trilemma.compare.results import summarise, write_results
 
     out_dir = Path(out_dir)
     log = _Log(progress)
-    dataset = load_data(settings.data)
+    dataset = dataset if dataset is not None else load_data(settings.data)
     resuming = prepare_output(out_dir, settings)
     device = resolve_device(settings.device)
     extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape) if dataset.kind == "image" else None
