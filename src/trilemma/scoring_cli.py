@@ -44,7 +44,7 @@ def _write_json(path: Path | None, result: dict[str, Any]) -> None:
 
 def _load(run_dir: str, device: str, data: str | None):
     """The run and the data it is measured on (default: what it was trained on), shapes checked."""
-    from trilemma.capabilities.inputs import run_sample_shape
+    from trilemma.capabilities.files import run_sample_shape
     from trilemma.data import load_data
     from trilemma.evaluation import describe_shape
     from trilemma.sampling import load_run
@@ -69,7 +69,7 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
     import numpy as np
 
     from trilemma.capabilities.anomaly import auroc, score_images, score_method
-    from trilemma.capabilities.inputs import read_binary_labels, read_image_file
+    from trilemma.capabilities.files import read_binary_labels, read_image_file
     from trilemma.data import _parse_classes as parse_classes
     from trilemma.data import load_data
     from trilemma.sampling import load_run
@@ -103,8 +103,13 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
             raise UnsupportedRequest(f"--anomalous-classes {args.anomalous_classes}: expected classes such "
                                      "as 0 or 0,3-4") from None
         anomalous = np.isin(y, classes).astype(np.int64)
-    columns = score_images(run, x, source=str(source), seed=args.seed, k=args.k, timesteps=args.timesteps,
-                           batch_size=args.batch_size)
+    typicality = args.reference != "none"
+    reference: Any = {"training": "training", "none": None}.get(args.reference)
+    if args.reference not in ("training", "none"):
+        reference, _ = read_image_file(args.reference)
+    columns = score_images(run, x, source=str(source), reference=reference,
+                           reference_source=f"--reference {args.reference} (the typicality reference)",
+                           seed=args.seed, k=args.k, timesteps=args.timesteps, batch_size=args.batch_size)
     table = {"index": np.arange(len(x)), **columns}
     if y is not None:
         table["class"] = y
@@ -118,8 +123,9 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
             writer.writerow([repr(float(v)) if isinstance(v, np.floating) else int(v) for v in row])
     os.replace(tmp, out)
     print(f"{len(x)} images from {source} scored by the {run.family.name} run {run.run_dir} "
-          f"({score_method(run.family)}; higher = more anomalous) -> {out}")
-    result: dict[str, Any] = {"run": str(run.run_dir), "family": run.family.name, "method": score_method(run.family),
+          f"({score_method(run.family, typicality)}; higher = more anomalous) -> {out}")
+    result: dict[str, Any] = {"run": str(run.run_dir), "family": run.family.name,
+                              "method": score_method(run.family, typicality), "reference": args.reference,
                               "source": str(source), "n": len(x), "scores": str(out), "seed": args.seed,
                               "k": args.k, "timesteps": args.timesteps}
     if anomalous is not None:
@@ -204,6 +210,9 @@ def add_scoring_parsers(commands: Any) -> None:
                    "or one value per line; prints the AUROC")
     p.add_argument("--anomalous-classes", metavar="LIST",
                    help="classes that count as anomalous (e.g. 0 or 0,3-4), read from the images' 'y'")
+    p.add_argument("--reference", default="training", metavar="training|none|FILE.npz",
+                   help="in-distribution images for the typicality test of VAE and diffusion scores (default: "
+                   "1,000 images of the run's own training data); none: the raw NLL or denoising error")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the method and AUROCs here")
     p.add_argument("--k", type=positive_int, default=32, help="VAE: importance samples (default 32)")
     p.add_argument("--timesteps", type=positive_int, default=10, help="diffusion: noise levels (default 10)")

@@ -1,12 +1,24 @@
 """Anomaly scores per image from any family, higher meaning more anomalous, and their AUROC.
 
-The method follows what the model can do (its capability protocols), never its name:
+The statistics follow what the model can do (its capability protocols), never its name:
 
 - `Encoder` (VAE): −log p(x) by the importance-weighted bound (Burda et al. 2016, eq. 8),
   in nats, with bits/dim and the reconstruction error of the posterior mean beside it;
 - `Denoiser` (diffusion): the denoising error, ‖ε − ε̂(x_t, t)‖² averaged over a fixed set of
   timesteps, the Monte-Carlo form of Ho et al.'s L_simple, a reweighted variational bound;
 - `Critic` (GAN): the negative discriminator logit on the un-augmented image.
+
+A likelihood is a poor anomaly score on its own: simple images (a thin "1", a blank page)
+are more likely under a model of digits than the digits it was trained on (Nalisnick et al.
+2019, "Do deep generative models know what they don't know?"). So for the two likelihood-like
+families the `score` is a typicality test (Nalisnick et al. 2019, "Detecting out-of-
+distribution inputs … using typicality"; with several statistics as in DoSE, Morningstar et
+al. 2021): the Mahalanobis distance of the image's statistics, (NLL, log reconstruction error)
+for an encoder and log denoising error for a denoiser, from their distribution over
+`reference` images of the training data (mean and Ledoit–Wolf covariance). An image is
+anomalous when it is less likely *or* more likely than training images are. Without a
+reference the score is the raw statistic. The critic's score is one-sided: it was trained
+to rank real above everything else.
 
 Every score is deterministic given `seed`, and the noise it uses is shared by all images, so
 an image's score does not depend on its position in the batch: permuting the inputs permutes
@@ -29,12 +41,14 @@ from trilemma.families.capabilities import Critic, Denoiser, Encoder
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def score_method(family: Any) -> str:
-    """What `anomaly_scores` computes for this family, in words."""
+def score_method(family: Any, typicality: bool = True) -> str:
+    """What `anomaly_scores` computes for this family, in words (`typicality`: with a reference)."""
     if isinstance(family, Encoder) and hasattr(family, "reconstruction_nll"):
-        return "IWAE negative log-likelihood (nats)"
+        statistic = "IWAE negative log-likelihood (nats) and reconstruction error"
+        return f"typicality of the {statistic}" if typicality else "IWAE negative log-likelihood (nats)"
     if isinstance(family, Denoiser):
-        return "denoising error averaged over timesteps"
+        statistic = "denoising error averaged over timesteps"
+        return f"typicality of the {statistic}" if typicality else statistic
     if isinstance(family, Critic):
         return "negative discriminator logit"
     raise UnsupportedRequest(f"a {getattr(family, 'name', type(family).__name__)} model has no "
@@ -135,24 +149,57 @@ def critic_scores(family: Any, x_model: torch.Tensor, *, batch_size: int = 256) 
     return {"critic_logit": torch.cat(logits).numpy()}
 
 
-def anomaly_scores(family: Any, x_model: torch.Tensor, *, seed: int = 0, k: int = 32,
-                   timesteps: int = 10, batch_size: int = 128) -> dict[str, np.ndarray]:
+def _statistics(family: Any, x_model: torch.Tensor, *, seed: int, k: int, timesteps: int,
+                batch_size: int) -> dict[str, np.ndarray]:
+    if isinstance(family, Encoder) and hasattr(family, "reconstruction_nll"):
+        return encoder_scores(family, x_model, k=k, batch_size=batch_size, seed=seed)
+    if isinstance(family, Denoiser):
+        return denoiser_scores(family, x_model, timesteps=timesteps, batch_size=batch_size, seed=seed)
+    return critic_scores(family, x_model, batch_size=batch_size)
+
+
+def _typicality_features(columns: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The statistics a typicality test compares, (n, d), or None for a one-sided (critic) score.
+    Errors enter as logarithms: they span orders of magnitude and are near log-normal."""
+    if "nll_nats" in columns:
+        return np.stack([columns["nll_nats"], np.log(columns["reconstruction_error"] + 1e-12)], axis=1)
+    if "denoising_error" in columns:
+        return np.log(columns["denoising_error"] + 1e-12)[:, None]
+    return None
+
+
+def mahalanobis(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Distance of each row of `features` from the distribution of `reference` rows: √((f − μ)ᵀ Σ⁻¹
+    (f − μ)) with μ the reference mean and Σ its Ledoit–Wolf shrunk covariance (well conditioned
+    for a few hundred rows)."""
+    from sklearn.covariance import LedoitWolf
+
+    if len(reference) < 2:
+        raise UnsupportedRequest(f"a typicality reference needs at least 2 images, not {len(reference)}")
+    fit = LedoitWolf().fit(reference)
+    return np.sqrt(fit.mahalanobis(features))
+
+
+def anomaly_scores(family: Any, x_model: torch.Tensor, *, reference: torch.Tensor | None = None, seed: int = 0,
+                   k: int = 32, timesteps: int = 10, batch_size: int = 128) -> dict[str, np.ndarray]:
     """Per-image anomaly scores of `x_model` (model space) in input order: ``score`` (higher =
-    more anomalous) and the family's own columns (`encoder_scores`, `denoiser_scores`,
-    `critic_scores`). Each value is a float64 array of shape (n,)."""
+    more anomalous) and the family's own statistics (`encoder_scores`, `denoiser_scores`,
+    `critic_scores`). With `reference`, in-distribution images in model space (e.g. a thousand
+    training images), the score of an encoder or denoiser is the typicality distance (module
+    docstring); without, its raw statistic. Each value is a float64 array of shape (n,)."""
     score_method(family)  # refuses a family without a score
+    settings = {"seed": seed, "k": k, "timesteps": timesteps, "batch_size": batch_size}
     was_training = family.training
     family.eval()
     try:
-        if isinstance(family, Encoder) and hasattr(family, "reconstruction_nll"):
-            columns = encoder_scores(family, x_model, k=k, batch_size=batch_size, seed=seed)
-            score = columns["nll_nats"]
-        elif isinstance(family, Denoiser):
-            columns = denoiser_scores(family, x_model, timesteps=timesteps, batch_size=batch_size, seed=seed)
-            score = columns["denoising_error"]
-        else:
-            columns = critic_scores(family, x_model, batch_size=batch_size)
+        columns = _statistics(family, x_model, **settings)
+        features = _typicality_features(columns)
+        if features is not None and reference is not None:
+            score = mahalanobis(features, _typicality_features(_statistics(family, reference, **settings)))
+        elif "critic_logit" in columns:
             score = -columns["critic_logit"]
+        else:
+            score = columns["nll_nats"] if "nll_nats" in columns else columns["denoising_error"]
     finally:
         family.train(was_training)
     return {"score": np.asarray(score, dtype=np.float64), **columns}
@@ -170,11 +217,39 @@ def auroc(scores: np.ndarray, anomalous: np.ndarray) -> float:
     return float(roc_auc_score(anomalous, np.asarray(scores)))
 
 
-def score_images(run: Any, images: Any, *, source: str = "images", **settings: Any) -> dict[str, np.ndarray]:
+REFERENCE_N = 1000
+
+
+def training_reference(run: Any, n: int = REFERENCE_N, seed: int = 0) -> torch.Tensor:
+    """`n` images (all, if fewer) drawn with `seed` from the training split of the run's own data,
+    reloaded from the data spec in its config, in model space: the typicality reference."""
+    from trilemma.data import load_data
+    from trilemma.errors import DataError
+
+    spec = run.config.get("data", {}).get("spec") or run.config.get("data", {}).get("name")
+    try:
+        dataset = load_data(spec)
+    except DataError as error:
+        raise DataError(f"the typicality reference is the run's training data ({spec}), which cannot be read "
+                        f"now: {error}; give in-distribution images with --reference FILE.npz") from None
+    x = dataset.x_train
+    pick = np.sort(np.random.default_rng(seed).choice(len(x), min(n, len(x)), replace=False))
+    return run.normalizer.to_model(x[torch.from_numpy(pick)])
+
+
+def score_images(run: Any, images: Any, *, source: str = "images", reference: Any = "training",
+                 reference_source: str = "the typicality reference", **settings: Any) -> dict[str, np.ndarray]:
     """`anomaly_scores` of user-space images (uint8 N×H×W×C as `trilemma sample` writes, N×H×W,
     or float in [0, 1]; float points for 2-D runs) for a loaded run, after checking their shape
-    against the run's (one-line `DataError` naming `source` if it differs)."""
-    from trilemma.capabilities.inputs import run_sample_shape, to_model_space
+    against the run's (one-line `DataError` naming `source` if it differs). `reference`:
+    "training" (`training_reference`), None (raw statistics), or user-space images (checked
+    likewise, errors naming `reference_source`)."""
+    from trilemma.capabilities.files import run_sample_shape, to_model_space
 
-    x_model = to_model_space(images, run_sample_shape(run.config), run.normalizer, source)
-    return anomaly_scores(run.family, x_model, **settings)
+    shape = run_sample_shape(run.config)
+    x_model = to_model_space(images, shape, run.normalizer, source)
+    if isinstance(reference, str) and reference == "training":
+        reference = training_reference(run, seed=settings.get("seed", 0))
+    elif reference is not None:
+        reference = to_model_space(reference, shape, run.normalizer, reference_source)
+    return anomaly_scores(run.family, x_model, reference=reference, **settings)

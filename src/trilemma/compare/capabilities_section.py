@@ -132,7 +132,10 @@ def _noise_auroc(family: Any, dataset: Dataset, seed: int) -> dict[str, Any]:
     real = dataset.x_heldout[np.random.default_rng(seed).choice(len(dataset.x_heldout), n, replace=False)]
     noise = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, real.shape, dtype=np.uint8))
     x = dataset.normalizer.to_model(torch.cat([real, noise])).to(family.device)
-    scores = anomaly_scores(family, x, seed=seed)["score"]
+    train = dataset.x_train[np.random.default_rng(seed + 1).choice(len(dataset.x_train), min(1000, len(dataset.x_train)),
+                                                                   replace=False)]
+    reference = dataset.normalizer.to_model(train).to(family.device)
+    scores = anomaly_scores(family, x, reference=reference, seed=seed)["score"]
     truth = np.r_[np.zeros(n), np.ones(n)]
     return {"auroc_uniform_noise": auroc(scores, truth), "n": n}
 
@@ -190,7 +193,9 @@ def render(section: dict[str, Any], img: Callable[[bytes, str], str]) -> str:
               + "".join(f"<tr><td>{_e(n)}</td><td>{_e(section['methods'][n]['anomaly score'])}</td>"
                         f"<td class=\"num\">{r['auroc_uniform_noise']:.3f}</td></tr>"
                         for n, r in section["anomaly"].items()) + "</table>",
-              ("<p class=\"note\">Leave-one-class-out AUROC needs a model trained without that class: "
+              ("<p class=\"note\">A typicality score is the distance of an image's statistics from their "
+               "distribution over 1,000 training images, so images more likely than the data (a blank page) "
+               "count as anomalous too. Leave-one-class-out AUROC needs a model trained without that class: "
                "<code>trilemma train --data mnist:classes=1-9 …</code> then "
                "<code>trilemma anomaly RUN --data mnist --anomalous-classes 0</code>.</p>")]
     if "conditional" in section:

@@ -4,11 +4,12 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from trilemma.capabilities import anomaly_scores, auroc, score_method
-from trilemma.capabilities.anomaly import score_images
-from trilemma.errors import UnsupportedRequest
+from trilemma.capabilities.anomaly import mahalanobis, score_images, training_reference
+from trilemma.errors import DataError, UnsupportedRequest
 
 
 def _real_and_noise(digits, n=100, seed=0):
@@ -30,6 +31,63 @@ def test_auroc_matches_a_hand_computed_case_and_sklearn():
         auroc(scores, np.zeros(200))
 
 
+def test_mahalanobis_matches_a_direct_computation_with_the_shrunk_covariance():
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(300, 2)) @ np.array([[2.0, 0.0], [1.5, 0.5]]) + [3.0, -1.0]
+    points = rng.normal(size=(7, 2)) * 3
+    covariance = LedoitWolf().fit(reference).covariance_
+    centred = points - reference.mean(0)
+    expected = np.sqrt(np.einsum("ni,ij,nj->n", centred, np.linalg.inv(covariance), centred))
+    np.testing.assert_allclose(mahalanobis(points, reference), expected, rtol=1e-10)
+    # One-dimensional: |x − mean| / std, up to the shrinkage (none for one feature).
+    column = reference[:, :1]
+    np.testing.assert_allclose(mahalanobis(np.array([[5.0]]), column),
+                               [abs(5.0 - column.mean()) / column.std()], rtol=1e-10)
+    with pytest.raises(UnsupportedRequest, match="at least 2"):
+        mahalanobis(points, reference[:1])
+
+
+@pytest.mark.parametrize("family", ["vae", "diffusion"])
+def test_typicality_is_two_sided_distance_of_the_statistics_from_the_reference(runs, digits, family):
+    # Likelihood-like statistics flag what is less likely than the data; the typicality score
+    # also flags what is *more* likely than training images are (a thin 1, a blank page).
+    run = runs(family)
+    real, noise = _real_and_noise(digits, n=100)
+    reference = digits.x_train[:400].numpy().transpose(0, 2, 3, 1)
+    x = np.concatenate([real, noise[:20]])
+    raw = score_images(run, x, reference=None)
+    ref = score_images(run, reference, reference=None)
+    typical = score_images(run, x, reference=reference)
+    if family == "vae":
+        np.testing.assert_array_equal(raw["score"], raw["nll_nats"])
+        features = lambda c: np.stack([c["nll_nats"], np.log(c["reconstruction_error"] + 1e-12)], 1)
+        np.testing.assert_allclose(typical["score"], mahalanobis(features(raw), features(ref)), rtol=1e-10)
+        statistic = raw["nll_nats"]
+    else:
+        np.testing.assert_array_equal(raw["score"], raw["denoising_error"])
+        log_ref = np.log(ref["denoising_error"])
+        expected = np.abs(np.log(raw["denoising_error"]) - log_ref.mean()) / log_ref.std()
+        np.testing.assert_allclose(typical["score"], expected, rtol=1e-8)
+        statistic = raw["denoising_error"]
+    # The most likely tenth of the real digits: ranked normal by the raw statistic, anomalous
+    # (above the median) by typicality.
+    likeliest = np.argsort(statistic[:100])[:10]
+    assert (raw["score"][likeliest] < np.median(raw["score"][:100])).all()
+    assert np.median(typical["score"][likeliest]) > np.median(typical["score"][:100])
+
+
+def test_the_training_reference_is_a_seeded_draw_of_the_runs_own_training_split(runs, digits):
+    run = runs("vae")
+    reference = training_reference(run, n=50, seed=3)
+    assert reference.shape == (50, *digits.x_train.shape[1:])
+    assert torch.equal(reference, training_reference(run, n=50, seed=3))
+    everything = run.normalizer.to_model(digits.x_train)
+    assert all((everything == row).flatten(1).all(1).any() for row in reference)
+    assert len(training_reference(run, n=10**6)) == len(digits.x_train)
+
+
 @pytest.mark.parametrize("family", ["vae", "gan", "diffusion"])
 def test_uniform_noise_scores_higher_than_real_digits(runs, digits, family):
     run = runs(family)
@@ -38,6 +96,7 @@ def test_uniform_noise_scores_higher_than_real_digits(runs, digits, family):
     labels = np.r_[np.zeros(len(real)), np.ones(len(noise))]
     assert columns["score"].shape == (200,) and np.isfinite(columns["score"]).all()
     assert auroc(columns["score"], labels) > 0.9, score_method(run.family)
+    assert auroc(score_images(run, np.concatenate([real, noise]), reference=None)["score"], labels) > 0.9
 
 
 @pytest.mark.parametrize("family", ["vae", "diffusion", "gan"])
@@ -61,6 +120,7 @@ def test_conditional_vae_scores_marginalise_over_classes(runs, digits):
     columns = anomaly_scores(run.family, x_model, k=4)
     assert set(columns) == {"score", "nll_nats", "bits_per_dim", "reconstruction_error"}
     assert np.isfinite(columns["score"]).all() and (columns["score"] > 0).all()
+    np.testing.assert_array_equal(columns["score"], columns["nll_nats"])  # no reference: the raw NLL
 
 
 def test_anomaly_cli_writes_one_row_per_image_and_the_auroc(run_cli, runs, digits, tmp_path):
@@ -87,6 +147,35 @@ def test_anomaly_cli_writes_one_row_per_image_and_the_auroc(run_cli, runs, digit
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == len(digits.x_heldout)
     assert [int(r["anomalous"]) for r in rows] == (digits.y_heldout.numpy() == 0).astype(int).tolist()
+    typical = [float(r["score"]) for r in rows]
+
+    # --reference none: the raw NLL; --reference FILE: those images' statistics.
+    code, stdout, err = run_cli("anomaly", run.run_dir, "--data", "digits", "--out", out, "--k", 2,
+                                "--reference", "none")
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert [float(r["score"]) for r in rows] == [float(r["nll_nats"]) for r in rows] != typical
+    reference = tmp_path / "reference.npz"
+    np.savez(reference, x=digits.x_train[:300].numpy().transpose(0, 2, 3, 1))
+    code, stdout, err = run_cli("anomaly", run.run_dir, "--data", "digits", "--out", out, "--k", 2,
+                                "--reference", reference)
+    assert code == 0, err
+    from_file = [float(r["score"]) for r in csv.DictReader(out.open())]
+    assert from_file != typical and np.corrcoef(from_file, typical)[0, 1] > 0.9
+
+
+def test_a_reference_of_the_wrong_size_or_a_missing_training_set_is_a_one_line_error(run_cli, runs, digits,
+                                                                                     tmp_path):
+    run = runs("vae")
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.zeros((10, 9, 9, 1), dtype=np.uint8))
+    code, _, err = run_cli("anomaly", run.run_dir, "--data", "digits", "--out", tmp_path / "s.csv",
+                           "--reference", wrong)
+    assert code == 2 and err.count("\n") == 1 and "typicality reference" in err and "8x8" in err, err
+    moved = type(run)(run.run_dir, run.family, run.normalizer,
+                      {**run.config, "data": {**run.config["data"], "spec": str(tmp_path / "gone.npz")}}, run.step)
+    with pytest.raises(DataError, match="give in-distribution images with --reference"):
+        training_reference(moved)
 
 
 def test_images_may_come_as_float_intensities_or_channels_first(runs, digits):
