@@ -82,9 +82,9 @@ def repaint(
     guidance, Ho et al. 2022; the step ζ ∇‖·‖ normalised as in DPS, Chung et al. 2023), so that
     what is generated agrees with the known region at every level; it costs a backward pass
     per evaluation. Defaults measured on mnist (centre 14x14, 200 held-out digits, lenet-mnist
-    label recovery; 2800-step model): 0.555 for plain RePaint, 50 steps × 5 passes; 0.79 for
-    20 × 4 with ζ = 8; 0.835 for 50 × 2 with ζ = 8; 0.83 for 100 × 2. (1500-step model: 0.77
-    for 20 × 2 with ζ = 4 to 16.)
+    label recovery; 2800-step model, seed 0): 0.555 for plain RePaint, 50 steps × 5 passes;
+    0.79 for 20 × 4 with ζ = 8; 0.835 for 50 × 2 with ζ = 8 (0.815 over three seeds); 0.83 for
+    100 × 2. (1500-step model: 0.77 for 20 × 2 with ζ = 4 to 16.)
     `guidance` is the classifier-free guidance weight for conditional models."""
     if steps < 1 or resample < 1:
         raise UnsupportedRequest(f"RePaint needs steps ≥ 1 and resample ≥ 1 (got {steps}, {resample})")
