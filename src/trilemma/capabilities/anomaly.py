@@ -220,9 +220,16 @@ def auroc(scores: np.ndarray, anomalous: np.ndarray) -> float:
 REFERENCE_N = 1000
 
 
+def draw_reference(dataset: Any, n: int = REFERENCE_N, seed: int = 0, normalizer: Any = None) -> torch.Tensor:
+    """`n` images (all, if fewer) drawn with `seed` from `dataset`'s training split, in model space
+    (by `normalizer`, the dataset's own by default): a typicality reference."""
+    x = dataset.x_train
+    pick = np.sort(np.random.default_rng(seed).choice(len(x), min(n, len(x)), replace=False))
+    return (normalizer or dataset.normalizer).to_model(x[torch.from_numpy(pick)])
+
+
 def training_reference(run: Any, n: int = REFERENCE_N, seed: int = 0) -> torch.Tensor:
-    """`n` images (all, if fewer) drawn with `seed` from the training split of the run's own data,
-    reloaded from the data spec in its config, in model space: the typicality reference."""
+    """`draw_reference` from the run's own training data, reloaded from the data spec in its config."""
     from trilemma.data import load_data
     from trilemma.errors import DataError
 
@@ -232,9 +239,7 @@ def training_reference(run: Any, n: int = REFERENCE_N, seed: int = 0) -> torch.T
     except DataError as error:
         raise DataError(f"the typicality reference is the run's training data ({spec}), which cannot be read "
                         f"now: {error}; give in-distribution images with --reference FILE.npz") from None
-    x = dataset.x_train
-    pick = np.sort(np.random.default_rng(seed).choice(len(x), min(n, len(x)), replace=False))
-    return run.normalizer.to_model(x[torch.from_numpy(pick)])
+    return draw_reference(dataset, n, seed, run.normalizer)
 
 
 def score_images(run: Any, images: Any, *, source: str = "images", reference: Any = "training",

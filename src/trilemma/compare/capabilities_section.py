@@ -127,14 +127,13 @@ def measure(runs: dict[str, Any], dataset: Dataset, *, conditional: bool, seed: 
 
 def _noise_auroc(family: Any, dataset: Dataset, seed: int) -> dict[str, Any]:
     from trilemma.capabilities import anomaly_scores, auroc
+    from trilemma.capabilities.anomaly import draw_reference
 
     n = min(ANOMALY_N, len(dataset.x_heldout))
     real = dataset.x_heldout[np.random.default_rng(seed).choice(len(dataset.x_heldout), n, replace=False)]
     noise = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, real.shape, dtype=np.uint8))
     x = dataset.normalizer.to_model(torch.cat([real, noise])).to(family.device)
-    train = dataset.x_train[np.random.default_rng(seed + 1).choice(len(dataset.x_train), min(1000, len(dataset.x_train)),
-                                                                   replace=False)]
-    reference = dataset.normalizer.to_model(train).to(family.device)
+    reference = draw_reference(dataset, seed=seed).to(family.device)
     scores = anomaly_scores(family, x, reference=reference, seed=seed)["score"]
     truth = np.r_[np.zeros(n), np.ones(n)]
     return {"auroc_uniform_noise": auroc(scores, truth), "n": n}
