@@ -1,7 +1,8 @@
 """The CUDA path: U-Net training images/s and achieved FLOP/s at fp32 and bf16, against the
 GPU's measured matmul peak in the same precision. Target: >= 40% of the bf16 peak at batch >= 128.
 
-    python benchmarks/bench_gpu.py [--data mnist] [--batches 128,256] [--seconds 10] [--no-compile]
+    python benchmarks/bench_gpu.py [--data mnist] [--batches 128,256] [--seconds 10] [--precisions fp32,bf16]
+                                   [--no-compile | --compile-mode MODE]
     python benchmarks/bench_gpu.py --smoke-cpu   # checks the script on the CPU; records nothing
 
 Without a CUDA device it says so and exits (status 0): nothing is measured or recorded.
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import matmul_peak_gflops, record
 
 from trilemma.data import load_data
-from trilemma.device import DTYPES, autocast, describe_device, memory_format
+from trilemma.device import autocast, describe_device, memory_format
 from trilemma.families import DataShape, build_family
 from trilemma.metrics.speed import training_step_flops
 
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--batches", default="128,256")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile mode, e.g. default, max-autotune, reduce-overhead (CUDA graphs)")
@@ -98,8 +100,9 @@ def main() -> None:
     print(f"{describe_device(device)['name']}: matmul peak fp32 {peaks['fp32']:.0f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.0f} GFLOP/s (TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'})")
     rows = []
-    for precision in PRECISIONS:
-        assert precision == "fp32" or precision in DTYPES
+    for precision in args.precisions.split(","):
+        if precision not in PRECISIONS:
+            parser.error(f"--precisions: unknown precision {precision} (known: {', '.join(PRECISIONS)})")
         for batch_size in sizes:
             for compile in ((None,) if args.no_compile or args.smoke_cpu else (None, args.compile_mode)):
                 row = measure(data, device, batch_size, precision, compile, seconds)

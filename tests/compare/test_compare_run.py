@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from trilemma.cli import main
 from trilemma.compare import run_comparison
@@ -41,6 +42,27 @@ def test_outputs_hold_every_family_with_its_figures(small_comparison):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["family"] for r in rows] == ["vae", "gan", "diffusion"]
     assert float(rows[2]["fid"]) == pytest.approx(stored["families"]["diffusion"]["fid"], rel=1e-5)
+
+
+def test_fraction_of_peak_is_against_the_peak_of_the_training_precision(tmp_path, monkeypatch, small_settings):
+    """A bf16 run is held against the bf16 matmul peak, and the report names that precision."""
+    asked = []
+
+    def fake_peak(device, dtype=torch.float32, **kwargs):
+        asked.append(dtype)
+        return 1000.0
+
+    monkeypatch.setattr(runner_module, "matmul_peak_gflops", fake_peak)
+    out = tmp_path / "out"
+    results = run_comparison(small_settings(families=("vae",), precision="bf16", n_samples=40, n_curve=20),
+                             out, progress=False)
+    assert asked == [torch.bfloat16]
+    assert results["matmul_peak_precision"] == "bf16"
+    vae = results["families"]["vae"]
+    assert vae["training_provenance"]["precision"] == "bf16"
+    achieved = vae["training_gflops_per_image"] * vae["images_per_s"]
+    assert vae["fraction_of_peak"] == pytest.approx(achieved / 1000.0, rel=1e-6)
+    assert "bf16 matmul peak 1000 GFLOP/s" in (out / "report.html").read_text()
 
 
 def test_checkpoints_serve_trilemma_sample(small_comparison, tmp_path):

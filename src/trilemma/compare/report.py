@@ -207,7 +207,8 @@ def render_report(results: dict[str, Any]) -> str:
     nfe_png = figures.fid_against_nfe(results)
     subtitle = (
         f"Each family trained for {budget} (the same budget), {settings['seeds']} seed(s), on "
-        f"{device} (float32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s); "
+        f"{device} ({results.get('matmul_peak_precision', 'fp32')} matmul peak "
+        f"{results['matmul_peak_gflops']:.0f} GFLOP/s); "
         f"{results['data'].get('n_train', '')} training and {results['data'].get('n_heldout', '')} "
         f"held-out examples. Created {results['created']} by trilemma {results['trilemma_version']}.")
     parts = [

@@ -71,7 +71,7 @@ def _spread(values: list[Any]) -> tuple[Any, Any]:
 
 
 def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset: Dataset, *,
-              device: dict[str, Any], peak_gflops: float) -> dict[str, Any]:
+              device: dict[str, Any], peak_gflops: float, peak_precision: str = "fp32") -> dict[str, Any]:
     """results.json's content: per family the mean of every figure over seeds, its standard
     deviation (``FIELD_std``, seeds > 1), the per-seed figures, curves and provenance; then the
     claims checked against them and the recommendation for the settings' priorities."""
@@ -114,6 +114,7 @@ def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset:
         "kind": dataset.kind,
         "device": device,
         "matmul_peak_gflops": peak_gflops,
+        "matmul_peak_precision": peak_precision,
         "families": families,
     }
     results["claims"] = check_claims(results)

@@ -35,7 +35,7 @@ from trilemma import distributed
 from trilemma.checkpoints import latest_checkpoint, read_json, write_json_atomic
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset, load_data
-from trilemma.device import describe_device, resolve_device
+from trilemma.device import DTYPES, describe_device, resolve_device, resolve_precision
 from trilemma.errors import RunError
 from trilemma.evaluation import builtin_name, evaluate, fid_against_nfe
 from trilemma.images import save_sample_picture
@@ -270,11 +270,15 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
     device = resolve_device(settings.device)
     extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape) if dataset.kind == "image" else None
     cache = FeatureCache()
-    peak = matmul_peak_gflops(device)
+    # The ceiling in the precision the families train in (bf16 autocast on CUDA by default):
+    # a bf16 run measured against the float32 peak would look 15x better used than it is.
+    peak_precision = resolve_precision(settings.precision, device)
+    peak = matmul_peak_gflops(device, DTYPES.get(peak_precision, torch.float32),
+                              size=8192 if device.type == "cuda" else 2048)
     log(f"{'resuming' if resuming else 'comparing'} {', '.join(settings.families)} on "
         f"{dataset.name} ({len(dataset.x_train)} training, {len(dataset.x_heldout)} held-out); "
         f"budget {_budget_text(settings)} per family and seed, {settings.seeds} seed(s); "
-        f"device {describe_device(device).get('name', device.type)}; matmul peak {peak:.0f} GFLOP/s")
+        f"device {describe_device(device).get('name', device.type)}; {peak_precision} matmul peak {peak:.0f} GFLOP/s")
 
     jobs = [_FamilyRunner(settings, dataset, out_dir, family, seed, cache, extractor, log, progress, peak)
             for seed in range(settings.seeds) for family in settings.families]
@@ -302,7 +306,8 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
         if on_family_done is not None:
             on_family_done(record)
 
-    results = summarise(records, settings, dataset, device=describe_device(device), peak_gflops=peak)
+    results = summarise(records, settings, dataset, device=describe_device(device), peak_gflops=peak,
+                        peak_precision=peak_precision)
     if settings.capabilities:
         results["capabilities"] = _capabilities(settings, dataset, out_dir, log)
     results["wall_seconds_this_invocation"] = time.perf_counter() - started
