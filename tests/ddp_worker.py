@@ -81,6 +81,7 @@ def main() -> None:
         np.save(out / "samples-rank-local.npy", alone.x)
         np.save(out / "features.npy", features)
         (out / "world.json").write_text(json.dumps({"world_size": distributed.world_size()}))
+    distributed.barrier()  # rank 1 must not tear the group down while rank 0 still writes
     distributed.shutdown()
 
 

@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
             distributed.init(resolve_device(getattr(args, "device", "auto")))
         code = args.run(args)
+        distributed.barrier()  # all ranks done before any tears the group down (no-op alone)
     except TrilemmaError as error:
         print(f"trilemma: error: {error}", file=sys.stderr)
         return 2
