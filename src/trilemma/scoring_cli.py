@@ -104,8 +104,9 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
                                      "as 0 or 0,3-4") from None
         anomalous = np.isin(y, classes).astype(np.int64)
     typicality = args.reference != "none"
-    reference: Any = {"training": "training", "none": None}.get(args.reference)
-    if args.reference not in ("training", "none"):
+    if args.reference in ("training", "none"):
+        reference: Any = None if args.reference == "none" else "training"
+    else:
         reference, _ = read_image_file(args.reference)
     columns = score_images(run, x, source=str(source), reference=reference,
                            reference_source=f"--reference {args.reference} (the typicality reference)",
