@@ -141,3 +141,30 @@ def test_unknown_sampling_options_are_refused():
         build_family("gan", POINTS).sample(2, torch.Generator(), sampler="ddim")
     with pytest.raises(UnsupportedRequest, match="unknown sampler"):
         build_family("diffusion", POINTS).sample(2, torch.Generator(), sampler="euler")
+
+
+def test_settings_are_checked_against_their_defaults_type():
+    config = build_family("gan", IMAGE, betas="0.5,0.9", r1_gamma=1, spectral_norm=False).config
+    assert config.betas == (0.5, 0.9) and config.r1_gamma == 1.0 and config.spectral_norm is False
+    for key, value, words in [("betas", "fast", "a list of float values"), ("latent_dim", 8.5, "a whole number"),
+                              ("spectral_norm", "yes", "true or false"), ("loss", 3, "a word"),
+                              ("batch_size", True, "a whole number")]:
+        with pytest.raises(UnsupportedRequest, match=f"setting '{key}' takes {words}"):
+            build_family("gan", IMAGE, **{key: value})
+
+
+def test_unet_patches_and_attention_keep_shapes_and_start_as_the_plain_network():
+    t = torch.tensor([0, 10, 500, 999])
+    mnist_like = DataShape("image", (1, 28, 28))
+    for data, settings in [(IMAGE, {}), (IMAGE, {"patch": 2, "channels": (16, 32)}),
+                           (IMAGE, {"attention_heads": 4, "channels": (16, 32)}),
+                           (mnist_like, {"patch": 2, "channels": (8, 16, 16, 32)})]:  # 14 -> 7 -> 4 -> 2 and back
+        x = _batch(data.sample_shape, 4)
+        assert build_family("diffusion", data, **settings).denoiser(x, t).shape == x.shape
+    attention = build_family("diffusion", IMAGE, attention_heads=4, channels=(16, 32)).denoiser.attention
+    h = torch.randn(2, 32, 3, 3)
+    assert torch.equal(attention(h), h)  # the zero-initialised output projection: identity at the start
+    with pytest.raises(UnsupportedRequest, match="'attention_heads' must divide the last width 32"):
+        build_family("diffusion", IMAGE, attention_heads=5, channels=(16, 32))
+    with pytest.raises(UnsupportedRequest, match="multiples of 8"):
+        build_family("diffusion", IMAGE, channels=(12, 24))

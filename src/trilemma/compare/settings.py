@@ -80,7 +80,7 @@ def preset(kind: str, device_type: str) -> CompareSettings:
             seconds=300.0, n_samples=5000, n_curve=1000, n_nfe=1000,
             nfe_steps={"ddpm": (100, 250, 1000), "ddim": (5, 10, 20, 50),
                        "dpm-solver++": (5, 10, 20, 50)},
-            overrides={"diffusion": {"channels": (64, 128, 256), "batch_size": 128},
+            overrides={"diffusion": {"channels": (64, 128, 256), "patch": 1, "batch_size": 128},
                        "gan": {"base_width": 64, "batch_size": 128},
                        "vae": {"base_width": 64, "batch_size": 128}},
         )

@@ -108,10 +108,9 @@ class Family(nn.Module):
         optim_changes = {}
         for key, value in overrides.items():
             if key in own:
-                current = getattr(config, key)
-                setattr(config, key, tuple(value) if isinstance(current, tuple) else value)
+                setattr(config, key, _as_type_of(getattr(config, key), key, value))
             elif key in optim:
-                optim_changes[key] = value
+                optim_changes[key] = _as_type_of(getattr(config.optim, key), key, value)
             else:
                 known = ", ".join(sorted((own - {"optim"}) | optim))
                 raise UnsupportedRequest(f"the {cls.name} family has no setting '{key}' (known: {known})")
@@ -220,3 +219,44 @@ class Family(nn.Module):
 def randn(shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """Seeded Gaussian noise; the generator lives on the CPU or on the model's device."""
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def _as_type_of(current: Any, key: str, value: Any) -> Any:
+    """`value` as a value of the setting `key`, whose default is `current`; a tuple setting also
+    takes a comma list ("32,64,64"). Anything else is refused in one line naming the setting."""
+    def refuse(expected: str) -> UnsupportedRequest:
+        return UnsupportedRequest(f"setting '{key}' takes {expected} (default {current!r}), not {value!r}")
+
+    if isinstance(current, tuple):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise refuse("a list such as " + ",".join(map(str, current)))
+        kind = type(current[0]) if current else str
+        try:
+            return tuple(_as_type_of(kind(), key, _number(item) if isinstance(item, str) else item)
+                         for item in items)
+        except UnsupportedRequest:
+            raise refuse(f"a list of {kind.__name__} values") from None
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+        return value
+    if isinstance(current, int) and (isinstance(value, bool) or not isinstance(value, int)):
+        raise refuse("a whole number")
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refuse("a number")
+        return float(value)
+    if isinstance(current, str) and not isinstance(value, str):
+        raise refuse("a word")
+    return value
+
+
+def _number(text: str) -> Any:
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -36,6 +36,8 @@ class DiffusionConfig(FamilyConfig):
     # ~490 images/s against ~220 for 32/64/64 and reached recognisable digits sooner.
     channels: tuple[int, ...] = (16, 32, 64)
     blocks_per_level: int = 1
+    attention_heads: int = 0  # self-attention heads after the U-Net's middle block (0 = none)
+    patch: int = 1  # U-Net on patch x patch blocks folded into channels (1 = on pixels)
     mlp_width: int = 256
     mlp_blocks: int = 3
     fourier_features: int = 0  # points: random Fourier features of x_t (0 = raw coordinates)
@@ -61,11 +63,14 @@ class Diffusion(Family):
         if config.prediction not in PREDICTIONS:
             raise UnsupportedRequest(f"unknown prediction '{config.prediction}' (known: {', '.join(PREDICTIONS)})")
         if data.is_image:
+            _check_unet_settings(config)
             self.denoiser: nn.Module = UNet(
                 UNetConfig(
                     in_channels=data.sample_shape[0],
                     channels=tuple(config.channels),
                     blocks_per_level=config.blocks_per_level,
+                    attention_heads=config.attention_heads,
+                    patch=config.patch,
                     num_classes=data.num_classes,
                 )
             )
@@ -84,6 +89,11 @@ class Diffusion(Family):
             # Batch 64 beat 128 at equal compute on mnist (FD-lenet 94 vs 115 after ~180 CPU-s).
             optim = OptimConfig(batch_size=64, lr=2e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
             config = DiffusionConfig(data=data, optim=optim, sampler_steps=20)
+            if all(side >= 16 and side % 2 == 0 for side in data.sample_shape[1:]):
+                # On 2x2 pixel blocks, 32/64/128 wide (1.5 M parameters) trained faster than the
+                # 16/32/64 U-Net on pixels (0.44 M): 615 against 485 images/s, and after 6 minutes
+                # on mnist FD-lenet 42 against 56, centre inpainting 0.84 against 0.815 (1,000 digits).
+                config.patch, config.channels = 2, (32, 64, 128)
         else:
             # Measured on grid25 at 2,000 steps: raw coordinates reach 40% high-quality samples,
             # Fourier features 98%; Min-SNR down-weights the low noise levels that decide precision.
@@ -191,3 +201,17 @@ class Diffusion(Family):
             nfe += evaluations
             x = scheduler.step(output, t, x, generator=generator).prev_sample
         return SampleOutput(x=x, labels=labels, nfe=nfe)
+
+
+def _check_unet_settings(config: DiffusionConfig) -> None:
+    """The U-Net settings that would otherwise fail deep inside torch, refused in one line."""
+    sides = config.data.sample_shape[1:]
+    if not config.channels or any(width < 1 or width % 8 for width in config.channels):
+        raise UnsupportedRequest(f"setting 'channels' needs one or more widths that are multiples of 8 "
+                                 f"(group normalisation), not {list(config.channels)}")
+    if config.patch < 1 or any(side % config.patch for side in sides):
+        raise UnsupportedRequest(f"setting 'patch' must divide the image size {sides[0]}x{sides[1]}, "
+                                 f"not {config.patch}")
+    if config.attention_heads < 0 or (config.attention_heads and config.channels[-1] % config.attention_heads):
+        raise UnsupportedRequest(f"setting 'attention_heads' must divide the last width {config.channels[-1]}, "
+                                 f"not {config.attention_heads}")

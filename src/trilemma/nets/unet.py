@@ -1,5 +1,6 @@
-"""A small U-Net denoiser for images (Ronneberger et al. 2015; as used by Ho et al. 2020),
-without attention: at MNIST scale on a CPU, attention costs more than it gives."""
+"""A small U-Net denoiser for images (Ronneberger et al. 2015; as used by Ho et al. 2020), with
+optional self-attention at the lowest resolution only (7x7 for 28x28 images), where it is cheap
+and where the whole image is in view."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class UNetConfig:
     embedding_dim: int = 128
     num_classes: int = 0
     groups: int = 8
+    attention_heads: int = 0  # self-attention heads in the middle block (0 = none)
+    patch: int = 1  # > 1: work on patch x patch pixel blocks folded into channels (space-to-depth)
 
 
 class ResidualBlock(nn.Module):
@@ -42,6 +45,28 @@ class ResidualBlock(nn.Module):
         return h + self.skip(x)
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the pixels of a feature map, added residually; the output
+    projection starts at zero so that the block starts as the identity."""
+
+    def __init__(self, channels: int, heads: int, groups: int):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{channels} channels do not split into {heads} attention heads")
+        self.heads = heads
+        self.norm = nn.GroupNorm(min(groups, channels), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.project = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, self.heads, c // self.heads, h * w).unbind(1)
+        attended = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.project(attended.transpose(-1, -2).reshape(n, c, h, w))
+
+
 class UNet(nn.Module):
     """Maps (x_t, t[, label]) to a tensor of x_t's shape (ε or v, as the family trains it)."""
 
@@ -50,7 +75,8 @@ class UNet(nn.Module):
         self.config = config
         c = config.channels
         self.embed = ConditionEmbedding(config.embedding_dim, config.num_classes)
-        self.stem = nn.Conv2d(config.in_channels, c[0], 3, padding=1)
+        folded = config.in_channels * config.patch**2
+        self.stem = nn.Conv2d(folded, c[0], 3, padding=1)
         self.down_blocks = nn.ModuleList()
         self.downsamples = nn.ModuleList()
         skip_channels = []
@@ -65,6 +91,8 @@ class UNet(nn.Module):
             last = level == len(c) - 1
             self.downsamples.append(nn.Identity() if last else nn.Conv2d(width, width, 3, 2, 1))
         self.middle = ResidualBlock(c[-1], c[-1], config.embedding_dim, config.groups)
+        self.attention = (SelfAttention(c[-1], config.attention_heads, config.groups)
+                          if config.attention_heads else nn.Identity())
         self.up_blocks = nn.ModuleList()
         self.upsamples = nn.ModuleList()
         c_in = c[-1]
@@ -78,12 +106,14 @@ class UNet(nn.Module):
             self.upsamples.append(nn.Identity() if level == 0 else nn.Conv2d(c_in, c[level - 1], 3, padding=1))
             c_in = c[level] if level == 0 else c[level - 1]
         self.out_norm = nn.GroupNorm(min(config.groups, c[0]), c[0])
-        self.out = nn.Conv2d(c[0], config.in_channels, 3, padding=1)
+        self.out = nn.Conv2d(c[0], folded, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         embedding = self.embed(t, labels)
+        if self.config.patch > 1:
+            x = F.pixel_unshuffle(x, self.config.patch)
         h = self.stem(x)
         skips = []
         for blocks, downsample in zip(self.down_blocks, self.downsamples):
@@ -91,12 +121,13 @@ class UNet(nn.Module):
                 h = block(h, embedding)
             skips.append(h)
             h = downsample(h)
-        h = self.middle(h, embedding)
+        h = self.attention(self.middle(h, embedding))
         for blocks, upsample in zip(self.up_blocks, self.upsamples):
             skip = skips.pop()
             h = blocks[0](torch.cat([h, skip], dim=1), embedding)
             for block in blocks[1:]:
                 h = block(h, embedding)
-            if not isinstance(upsample, nn.Identity):
-                h = upsample(F.interpolate(h, scale_factor=2, mode="nearest"))
-        return self.out(F.silu(self.out_norm(h)))
+            if not isinstance(upsample, nn.Identity):  # to the next skip's size (7 -> 4 -> 7 rounds)
+                h = upsample(F.interpolate(h, size=skips[-1].shape[-2:], mode="nearest"))
+        out = self.out(F.silu(self.out_norm(h)))
+        return F.pixel_shuffle(out, self.config.patch) if self.config.patch > 1 else out
