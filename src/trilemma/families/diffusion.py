@@ -32,8 +32,9 @@ class DiffusionConfig(FamilyConfig):
     num_train_timesteps: int = 1000
     min_snr_gamma: float = 5.0  # Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off
     label_dropout: float = 0.1  # conditional models: drop labels to learn p(x) for guidance
-    # U-Net widths per resolution level. On the 2-core CPU (3 minutes, mnist) 16/32/64 trained at
-    # ~490 images/s against ~220 for 32/64/64 and reached recognisable digits sooner.
+    # U-Net widths per resolution level. On pixels, on the 2-core CPU (3 minutes, mnist), 16/32/64
+    # trained at ~490 images/s against ~220 for 32/64/64 and reached recognisable digits sooner.
+    # Images with even sides >= 16 default to 2x2 blocks and 32/64/128 instead (see defaults()).
     channels: tuple[int, ...] = (16, 32, 64)
     blocks_per_level: int = 1
     attention_heads: int = 0  # self-attention heads after the U-Net's middle block (0 = none)
