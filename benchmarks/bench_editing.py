@@ -9,7 +9,8 @@ fixed seed:
 - inpainting of the centre 14x14 by each family: the domain classifier's (lenet-mnist) label
   recovery on the filled images (target: >= 85% for diffusion), per sampling seed (--seeds, mean
   and range reported: one seed's figure moves by +-3 points on 200 digits), whether the known
-  pixels came back bit-identical, and the seconds per image; for context, the classifier's
+  pixels came back bit-identical, and the seconds per image (`--candidates K`: diffusion draws K
+  fills per image and keeps the one nearest the others); for context, the classifier's
   accuracy on the originals and on the masked digits with the centre set to background;
 - interpolation smoothness per family (mean/max step under lenet-mnist features; 1 = even) on
   8 pairs of held-out digits, 8 images per path;
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--repaint-steps", type=int, default=50)
     parser.add_argument("--resample", type=int, default=2)
     parser.add_argument("--reconstruction-guidance", type=float, default=8.0)
+    parser.add_argument("--candidates", type=int, default=1, help="diffusion: fills drawn per image, "
+                        "the one nearest the others kept")
     parser.add_argument("--families", default="diffusion,vae,gan")
     parser.add_argument("--seeds", type=int, default=3, help="inpainting repeats with different noise")
     args = parser.parse_args()
@@ -105,7 +108,7 @@ def main() -> None:
         family = run.family
         info.update(run=str(runs / name), budget=run.config.get("budget"), step=run.step,
                     method=inpainting_method(family))
-        options = {"steps": args.repaint_steps, "resample": args.resample,
+        options = {"steps": args.repaint_steps, "resample": args.resample, "candidates": args.candidates,
                    "reconstruction_guidance": args.reconstruction_guidance} if name == "diffusion" else {}
         per_seed, identical, identical_model, seconds = [], True, True, 0.0
         for seed in range(args.seeds):
@@ -121,6 +124,7 @@ def main() -> None:
         info["known_pixels_identical"] = identical
         info["label_recovery"] = float(np.mean(per_seed))
         info["label_recovery_per_seed"] = per_seed
+        info["inpainting_options"] = options
         pairs = min(8, args.n // 2)
         path = interpolate(family, sampling_generator(0), images=x[: 2 * pairs].view(pairs, 2, 1, 28, 28), steps=8)
         figure = smoothness(to_pixels(path.images.flatten(0, 1)).reshape(pairs, 8, 28, 28, 1), classifier)

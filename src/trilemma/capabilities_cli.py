@@ -53,6 +53,9 @@ def add_editing_parsers(commands: Any) -> None:
     p.add_argument("--resample", type=positive_int, help="diffusion: RePaint passes per level (default 2)")
     p.add_argument("--reconstruction-guidance", type=float, metavar="ZETA",
                    help="diffusion: pull towards agreement with the known pixels (default 8; 0 = plain RePaint)")
+    p.add_argument("--candidates", type=positive_int, metavar="K",
+                   help="diffusion: draw K fills per image and keep the one nearest the others (default 1; "
+                        "K times the time)")
     p.add_argument("--iterations", type=positive_int, help="VAE: encode/decode passes (default 50); "
                    "GAN: optimiser steps (default 200)")
     p.add_argument("--restarts", type=positive_int, help="GAN: random starts per image (default 4)")
@@ -111,7 +114,8 @@ def _write(args, run, images, outputs: np.ndarray, extra: dict, started: float, 
         "command": args.command, "run": str(run.run_dir), "family": run.config["family"], "step": run.step,
         "images": str(images.path), "seed": args.seed,
         **{k: v for k, v in vars(args).items() if k in ("mask", "strength", "sigma", "steps", "resample",
-                                                        "iterations", "restarts", "reconstruction_guidance")
+                                                        "iterations", "restarts", "reconstruction_guidance",
+                                                        "candidates")
            and v is not None},
     })
     if args.grid:
@@ -152,7 +156,8 @@ def cmd_inpaint(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     x = images.to_model().to(run.family.device)
     filled = inpaint(run.family, x, mask.to(x.device), sampling_generator(args.seed), labels,
-                     **_options(args, "steps", "resample", "iterations", "restarts", "reconstruction_guidance"))
+                     **_options(args, "steps", "resample", "iterations", "restarts",
+                                "reconstruction_guidance", "candidates"))
     hidden = mask[:, 0].numpy()
     hidden = hidden[..., None] if images.source_ndim == 4 else hidden
     outputs = np.where(hidden, images.like_source(to_pixels(filled)), images.original)  # known pixels: exact

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-FAST = {"diffusion": ["--steps", 5, "--resample", 1], "vae": ["--iterations", 5],
+FAST = {"diffusion": ["--steps", 5, "--resample", 1, "--candidates", 2], "vae": ["--iterations", 5],
         "gan": ["--iterations", 10, "--restarts", 1]}
 
 

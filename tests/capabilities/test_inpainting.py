@@ -73,3 +73,32 @@ def test_plain_repaint_keeps_known_pixels_too(families, heldout):
     out = inpaint(families["diffusion"], x, mask, torch.Generator().manual_seed(0), steps=6, resample=3,
                   reconstruction_guidance=0.0)
     assert torch.equal(out[~mask.expand_as(x)], x[~mask.expand_as(x)])
+
+
+def test_least_risk_choice_is_the_draw_nearest_the_others():
+    from trilemma.capabilities.inpainting import _least_risk
+
+    # Per image, three constant draws, 0, 1, 5 (first image) and 5, 4, 0 (second): their summed
+    # squared distances to the other two are in the ratio 26 : 17 : 41, so the second draw wins.
+    draws = torch.tensor([[0.0, 1.0, 5.0], [5.0, 4.0, 0.0]])[:, :, None, None, None].expand(2, 3, 1, 2, 2)
+    chosen = _least_risk(draws)
+    assert chosen.shape == (2, 1, 2, 2)
+    assert torch.equal(chosen[:, 0, 0, 0], torch.tensor([1.0, 4.0]))
+
+
+def test_repaint_with_candidates_keeps_known_pixels_and_returns_one_of_its_draws(families, heldout):
+    x, _, _ = heldout
+    x = x[:4]
+    mask = make_mask("center", len(x), 8, 8)
+    out = inpaint(families["diffusion"], x, mask, torch.Generator().manual_seed(0), candidates=3,
+                  **OPTIONS["diffusion"])
+    known = ~mask.expand_as(x)
+    assert torch.equal(out[known], x[known])
+    # The same chains, drawn with the same seed one image at a time as 3 copies of each image.
+    copies = x.repeat_interleave(3, dim=0)
+    draws = inpaint(families["diffusion"], copies, mask[:1].expand(len(copies), -1, -1, -1),
+                    torch.Generator().manual_seed(0), **OPTIONS["diffusion"]).view(4, 3, *x.shape[1:])
+    for image in range(4):
+        assert any(torch.equal(out[image], draw) for draw in draws[image])
+    with pytest.raises(UnsupportedRequest, match="candidates"):
+        inpaint(families["diffusion"], x, mask, torch.Generator(), candidates=0)

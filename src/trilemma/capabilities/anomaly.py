@@ -3,7 +3,8 @@
 The statistics follow what the model can do (its capability protocols), never its name:
 
 - `Encoder` (VAE): −log p(x) by the importance-weighted bound (Burda et al. 2016, eq. 8),
-  in nats, with bits/dim and the reconstruction error of the posterior mean beside it;
+  in nats, with bits/dim, the reconstruction error of the posterior mean, and the posterior's
+  KL divergence from the prior and its entropy beside it;
 - `Denoiser` (diffusion): the denoising error, ‖ε − ε̂(x_t, t)‖² averaged over a fixed set of
   timesteps, the Monte-Carlo form of Ho et al.'s L_simple, a reweighted variational bound;
 - `Critic` (GAN): the negative discriminator logit on the un-augmented image.
@@ -13,12 +14,12 @@ are more likely under a model of digits than the digits it was trained on (Nalis
 2019, "Do deep generative models know what they don't know?"). So for the two likelihood-like
 families the `score` is a typicality test (Nalisnick et al. 2019, "Detecting out-of-
 distribution inputs … using typicality"; with several statistics as in DoSE, Morningstar et
-al. 2021): the Mahalanobis distance of the image's statistics, (NLL, log reconstruction error)
-for an encoder and log denoising error for a denoiser, from their distribution over
-`reference` images of the training data (mean and Ledoit–Wolf covariance). An image is
-anomalous when it is less likely *or* more likely than training images are. Without a
-reference the score is the raw statistic. The critic's score is one-sided: it was trained
-to rank real above everything else.
+al. 2021): the Mahalanobis distance of the image's statistics from their distribution over
+`reference` images of the training data (mean and Ledoit–Wolf covariance). The statistics are
+DoSE's for an encoder (NLL, log reconstruction error, KL, posterior entropy) and the log
+denoising error for a denoiser. An image is anomalous when it is less likely *or* more likely
+than training images are. Without a reference the score is the raw statistic. The critic's
+score is one-sided: it was trained to rank real above everything else.
 
 Every score is deterministic given `seed`, and the noise it uses is shared by all images, so
 an image's score does not depend on its position in the batch: permuting the inputs permutes
@@ -44,7 +45,7 @@ _LOG_2PI = math.log(2 * math.pi)
 def score_method(family: Any, typicality: bool = True) -> str:
     """What `anomaly_scores` computes for this family, in words (`typicality`: with a reference)."""
     if isinstance(family, Encoder) and hasattr(family, "reconstruction_nll"):
-        statistic = "IWAE negative log-likelihood (nats) and reconstruction error"
+        statistic = "IWAE negative log-likelihood (nats), reconstruction error, KL and posterior entropy"
         return f"typicality of the {statistic}" if typicality else "IWAE negative log-likelihood (nats)"
     if isinstance(family, Denoiser):
         statistic = "denoising error averaged over timesteps"
@@ -68,14 +69,15 @@ def _classes(family: Any) -> list[torch.Tensor | None]:
 @torch.no_grad()
 def encoder_scores(family: Any, x_model: torch.Tensor, *, k: int = 32, batch_size: int = 128,
                    seed: int = 0) -> dict[str, np.ndarray]:
-    """``nll_nats`` = −L_k(x) (IWAE, k importance draws shared by all images), ``bits_per_dim``
-    and ``reconstruction_error``: mean squared error of the decoded posterior mean, on
-    intensities in [0, 1] for images (model space for points)."""
+    """``nll_nats`` = −L_k(x) (IWAE, k importance draws shared by all images), ``bits_per_dim``,
+    ``reconstruction_error``: mean squared error of the decoded posterior mean, on intensities
+    in [0, 1] for images (model space for points), and ``kl_nats`` = KL(q(z|x) ‖ N(0, I)) and
+    ``posterior_entropy_nats`` = H[q(z|x)] (for a conditional model, given class 0)."""
     device = family.device
     generator = torch.Generator("cpu").manual_seed(seed)
     eps = torch.randn((k, family.config.latent_dim), generator=generator).to(device)
     classes = _classes(family)
-    log_px, errors = [], []
+    log_px, errors, kl, entropy = [], [], [], []
     for part in _batches(len(x_model), batch_size):
         x = x_model[part].to(device)
         n = len(x)
@@ -96,11 +98,15 @@ def encoder_scores(family: Any, x_model: torch.Tensor, *, k: int = 32, batch_siz
                 reconstruction = family.decode(mean, labels)
                 scale = 0.5 if family.config.data.is_image else 1.0  # [-1, 1] → [0, 1]
                 errors.append(((reconstruction - x) * scale).square().flatten(1).mean(1).double().cpu())
+                mean, log_variance = mean.double(), log_variance.double()
+                kl.append((0.5 * (mean.square() + log_variance.exp() - 1 - log_variance)).sum(1).cpu())
+                entropy.append((0.5 * (log_variance + 1 + _LOG_2PI)).sum(1).cpu())
         log_px.append((torch.logsumexp(torch.stack(per_class), dim=0) - math.log(len(classes))).cpu())
     nll = -torch.cat(log_px).numpy()
     dims = int(np.prod(x_model.shape[1:]))
     return {"nll_nats": nll, "bits_per_dim": nll / (dims * math.log(2)),
-            "reconstruction_error": torch.cat(errors).numpy()}
+            "reconstruction_error": torch.cat(errors).numpy(), "kl_nats": torch.cat(kl).numpy(),
+            "posterior_entropy_nats": torch.cat(entropy).numpy()}
 
 
 @torch.no_grad()
@@ -160,9 +166,15 @@ def _statistics(family: Any, x_model: torch.Tensor, *, seed: int, k: int, timest
 
 def _typicality_features(columns: dict[str, np.ndarray]) -> np.ndarray | None:
     """The statistics a typicality test compares, (n, d), or None for a one-sided (critic) score.
-    Errors enter as logarithms: they span orders of magnitude and are near log-normal."""
+    Errors enter as logarithms: they span orders of magnitude and are near log-normal.
+
+    For an encoder these are DoSE's four. Leaving one mnist digit out (VAE, 3 minutes, ten runs;
+    `benchmarks/probe_anomaly_statistics.py`) they average AUROC 0.845 against 0.790 for (NLL,
+    log reconstruction error) alone; on sklearn's 8x8 digits 0.838 against 0.879. Their worst
+    case over the two data sets is the better one."""
     if "nll_nats" in columns:
-        return np.stack([columns["nll_nats"], np.log(columns["reconstruction_error"] + 1e-12)], axis=1)
+        return np.stack([columns["nll_nats"], np.log(columns["reconstruction_error"] + 1e-12),
+                         columns["kl_nats"], columns["posterior_entropy_nats"]], axis=1)
     if "denoising_error" in columns:
         return np.log(columns["denoising_error"] + 1e-12)[:, None]
     return None

@@ -62,7 +62,8 @@ def test_typicality_is_two_sided_distance_of_the_statistics_from_the_reference(r
     typical = score_images(run, x, reference=reference)
     if family == "vae":
         np.testing.assert_array_equal(raw["score"], raw["nll_nats"])
-        features = lambda c: np.stack([c["nll_nats"], np.log(c["reconstruction_error"] + 1e-12)], 1)
+        features = lambda c: np.stack([c["nll_nats"], np.log(c["reconstruction_error"] + 1e-12),
+                                       c["kl_nats"], c["posterior_entropy_nats"]], 1)
         np.testing.assert_allclose(typical["score"], mahalanobis(features(raw), features(ref)), rtol=1e-10)
         statistic = raw["nll_nats"]
     else:
@@ -113,12 +114,28 @@ def test_scores_follow_the_inputs_order_and_are_deterministic(runs, digits, fami
         np.testing.assert_allclose(permuted[name], first[name][order], rtol=1e-5, atol=1e-6)
 
 
+def test_posterior_kl_and_entropy_match_torch_distributions(runs, digits):
+    from torch.distributions import Normal, kl_divergence
+
+    run = runs("vae")
+    real, _ = _real_and_noise(digits, n=20)
+    x_model = run.normalizer.to_model(torch.from_numpy(real.transpose(0, 3, 1, 2).copy()))
+    columns = anomaly_scores(run.family, x_model, k=2)
+    with torch.no_grad():
+        mean, log_variance = run.family.encode(x_model, None)
+    posterior = Normal(mean.double(), (0.5 * log_variance.double()).exp())
+    prior = Normal(torch.zeros_like(posterior.loc), torch.ones_like(posterior.scale))
+    np.testing.assert_allclose(columns["kl_nats"], kl_divergence(posterior, prior).sum(1), rtol=1e-6)
+    np.testing.assert_allclose(columns["posterior_entropy_nats"], posterior.entropy().sum(1), rtol=1e-6)
+
+
 def test_conditional_vae_scores_marginalise_over_classes(runs, digits):
     run = runs("cvae")
     real, _ = _real_and_noise(digits, n=50)
-    x_model = run.normalizer.to_model(__import__("torch").from_numpy(real.transpose(0, 3, 1, 2).copy()))
+    x_model = run.normalizer.to_model(torch.from_numpy(real.transpose(0, 3, 1, 2).copy()))
     columns = anomaly_scores(run.family, x_model, k=4)
-    assert set(columns) == {"score", "nll_nats", "bits_per_dim", "reconstruction_error"}
+    assert set(columns) == {"score", "nll_nats", "bits_per_dim", "reconstruction_error", "kl_nats",
+                            "posterior_entropy_nats"}
     assert np.isfinite(columns["score"]).all() and (columns["score"] > 0).all()
     np.testing.assert_array_equal(columns["score"], columns["nll_nats"])  # no reference: the raw NLL
 
