@@ -8,8 +8,8 @@ def test_each_family_declares_what_it_can_do(families):
                                               "fidelity knob": None}  # unconditional: no guidance
     assert methods(families["vae"]) == {"interpolate": "posterior mean + slerp", "inpaint": "clamped encode-decode",
                                         "img2img": "reconstruction", "denoise": "reconstruction", "upscale": None,
-                                        "anomaly score": "typicality of the IWAE negative log-likelihood (nats) "
-                                                         "and reconstruction error",
+                                        "anomaly score": "typicality of the IWAE negative log-likelihood (nats), "
+                                                         "reconstruction error, KL and posterior entropy",
                                         "fidelity knob": "temperature"}
     assert methods(families["gan"]) == {"interpolate": "latent slerp", "inpaint": "latent optimisation",
                                         "img2img": None, "denoise": None, "upscale": None,
