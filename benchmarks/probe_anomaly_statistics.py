@@ -34,7 +34,7 @@ from trilemma.data import load_data
 from trilemma.sampling import load_run
 
 SETS = {
-    "nll+log_rec (default until stop 6)": ["nll", "log_rec"],
+    "nll+log_rec (the earlier default)": ["nll", "log_rec"],
     "nll+log_rec+kl+entropy (DoSE; the default)": ["nll", "log_rec", "kl", "entropy"],
     "log_rec+kl": ["log_rec", "kl"],
     "nll+log_rec+kl": ["nll", "log_rec", "kl"],

@@ -1,6 +1,6 @@
 """A small U-Net denoiser for images (Ronneberger et al. 2015; as used by Ho et al. 2020), with
-optional self-attention at the lowest resolution only (7x7 for 28x28 images), where it is cheap
-and where the whole image is in view."""
+optional self-attention at the lowest resolution only (7x7 for 28x28 images on pixels with three
+levels, 4x4 on 2x2 blocks), where it is cheap and where the whole image is in view."""
 
 from __future__ import annotations
 
