@@ -1,14 +1,19 @@
-"""The folklore about the three families, stated as claims and checked against this run.
+"""The folklore about the families, stated as claims and checked against this run.
 
-Each claim gets a verdict — "supported", "contradicted", "mixed" or "not measured" — and the
-figures behind it. The thresholds are stated in each rule; they are judgement calls, so the
-figures travel with every verdict for the reader to judge too.
+Each family declares its folklore (`Family.folklore`: rule name to claim sentence); each rule
+here takes a family's name and every family's figures and returns a verdict — "supported",
+"contradicted", "mixed" or "not measured" — with the figures behind it. The thresholds are
+stated in each rule; they are judgement calls, so the figures travel with every verdict for the
+reader to judge too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
+
+from trilemma.families import registered
 
 SHARP = 0.7  # relative sharpness (Laplacian variance / real's) from which samples count as sharp
 BLURRY = 0.5  # below which they count as blurry
@@ -55,44 +60,43 @@ def _last_fid(entry: dict[str, Any]) -> float | None:
     return max(last) if last else None
 
 
-def _claim(family: str, claim: str, verdict: str, evidence: str) -> dict[str, str]:
-    return {"family": family, "claim": claim, "verdict": verdict, "evidence": evidence}
+Verdict = tuple[str, str]  # (verdict, evidence)
 
 
 def check_claims(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Every registered family's folklore, judged on the figures of `results`, in the order
+    the families appear there. A family this version does not know has no claims."""
     families = results["families"]
+    known = registered()
     claims = []
-    if "gan" in families:
-        claims += [_sharp("gan", families), _collapse(families), _unstable("gan", families)]
-    if "vae" in families:
-        claims += [_stable("vae", families), _diverse("vae", families), _blurry(families)]
-    if "diffusion" in families:
-        claims += [_sharp_and_diverse(families), _slow(families), _costly(families)]
+    for name in families:
+        cls = known.get(name)
+        for rule, claim in (cls.folklore.items() if cls is not None else ()):
+            verdict, evidence = RULES[rule](name, families)
+            claims.append({"family": name, "claim": claim, "verdict": verdict, "evidence": evidence})
     return claims
 
 
-def _sharp(name: str, families: dict[str, Any]) -> dict[str, str]:
-    claim = "GANs give sharp samples."
+def _sharp(name: str, families: dict[str, Any]) -> Verdict:
     s = families[name].get("sharpness")
     if s is None:
         p = families[name].get("precision")
-        return _claim(name, claim, "not measured",
-                      f"Sharpness is defined for images only; on these points precision is {p:.2f}."
-                      if p is not None else "Sharpness is defined for images only.")
+        return ("not measured",
+                f"Sharpness is defined for images only; on these points precision is {p:.2f}."
+                if p is not None else "Sharpness is defined for images only.")
     others = _others(families, name, "sharpness")
     text = (f"Relative sharpness (Laplacian variance of samples / of real images) {s:.2f}"
             + "".join(f"; {n} {v:.2f}" for n, v in others.items())
             + f". Rule: sharp from {SHARP} to {NOISY} (real = 1; above is noise), blurry under {BLURRY}.")
     verdict = "supported" if SHARP <= s <= NOISY else "contradicted" if s < BLURRY else "mixed"
-    return _claim(name, claim, verdict, text)
+    return verdict, text
 
 
-def _collapse(families: dict[str, Any]) -> dict[str, str]:
-    claim = "GANs collapse onto a few modes (low diversity)."
-    f = families["gan"]
+def _collapse(name: str, families: dict[str, Any]) -> Verdict:
+    f = families[name]
     covered, total, unit = _coverage(f)
     recall = f.get("recall")
-    other_recall = _others(families, "gan", "recall")
+    other_recall = _others(families, name, "recall")
     best_other = max(other_recall.values(), default=None)
     parts = []
     if covered is not None:
@@ -107,7 +111,7 @@ def _collapse(families: dict[str, Any]) -> dict[str, str]:
                "contradicted" if full and fair_recall else "mixed")
     rule = (f"Rule: supported when {unit} are missing or recall is under 0.8× the best other "
             f"family; contradicted when all {unit} are covered and recall is within 0.9×.")
-    return _claim("gan", claim, verdict, "; ".join(parts) + ". " + rule)
+    return verdict, "; ".join(parts) + ". " + rule
 
 
 def _stability_evidence(name: str, families: dict[str, Any]) -> tuple[str, bool | None, bool | None]:
@@ -134,28 +138,25 @@ def _stability_evidence(name: str, families: dict[str, Any]) -> tuple[str, bool 
     return "; ".join(parts) + f". Rule: a setback is an FD rise over {100 * REBOUND:.0f}%.", unstable, stable
 
 
-def _unstable(name: str, families: dict[str, Any]) -> dict[str, str]:
-    claim = "GANs are unstable and hard to train."
+def _unstable(name: str, families: dict[str, Any]) -> Verdict:
     text, unstable, stable = _stability_evidence(name, families)
     if unstable is None:
-        return _claim(name, claim, "not measured", text)
+        return "not measured", text
     verdict = "supported" if unstable else "contradicted" if stable and families[name].get("fid_cv") is not None else "mixed"
     if verdict == "mixed" and not unstable:
         text += " No setback at this budget, but one seed cannot show instability across runs."
-    return _claim(name, claim, verdict, text)
+    return verdict, text
 
 
-def _stable(name: str, families: dict[str, Any]) -> dict[str, str]:
-    claim = "VAEs train stably."
+def _stable(name: str, families: dict[str, Any]) -> Verdict:
     text, unstable, stable = _stability_evidence(name, families)
     if unstable is None:
-        return _claim(name, claim, "not measured", text)
+        return "not measured", text
     verdict = "contradicted" if unstable else "supported" if stable else "mixed"
-    return _claim(name, claim, verdict, text)
+    return verdict, text
 
 
-def _diverse(name: str, families: dict[str, Any]) -> dict[str, str]:
-    claim = "VAEs cover the data (diverse samples)."
+def _diverse(name: str, families: dict[str, Any]) -> Verdict:
     f = families[name]
     covered, total, unit = _coverage(f)
     recall = f.get("recall")
@@ -167,29 +168,27 @@ def _diverse(name: str, families: dict[str, Any]) -> dict[str, str]:
     verdict = ("supported" if full and recall is not None and (best_other is None or recall >= 0.9 * best_other)
                else "contradicted" if not full or (recall is not None and best_other and recall < 0.7 * best_other)
                else "mixed")
-    return _claim(name, claim, verdict, "; ".join(parts) + ". Rule: supported when every class/mode is "
-                  "covered and recall is within 0.9× the best other; contradicted under 0.7× or with gaps.")
+    return verdict, ("; ".join(parts) + ". Rule: supported when every class/mode is covered and "
+                     "recall is within 0.9× the best other; contradicted under 0.7× or with gaps.")
 
 
-def _blurry(families: dict[str, Any]) -> dict[str, str]:
-    claim = "VAE samples are blurry."
-    s = families["vae"].get("sharpness")
+def _blurry(name: str, families: dict[str, Any]) -> Verdict:
+    s = families[name].get("sharpness")
     if s is None:
-        return _claim("vae", claim, "not measured", "Sharpness is defined for images only.")
-    others = _others(families, "vae", "sharpness")
+        return "not measured", "Sharpness is defined for images only."
+    others = _others(families, name, "sharpness")
     text = (f"Relative sharpness {s:.2f}" + "".join(f"; {n} {v:.2f}" for n, v in others.items())
             + f". Rule: blurry when < {BLURRY}, sharp when ≥ {SHARP}.")
     verdict = "supported" if s < BLURRY else "contradicted" if s >= SHARP else "mixed"
-    return _claim("vae", claim, verdict, text)
+    return verdict, text
 
 
-def _sharp_and_diverse(families: dict[str, Any]) -> dict[str, str]:
-    claim = "Diffusion samples are both sharp and diverse."
-    f = families["diffusion"]
+def _sharp_and_diverse(name: str, families: dict[str, Any]) -> Verdict:
+    f = families[name]
     s, recall = f.get("sharpness"), f.get("recall")
     covered, total, unit = _coverage(f)
     best_recall = max((g["recall"] for g in families.values() if g.get("recall") is not None), default=None)
-    fd_rank = sorted(families, key=lambda n: families[n]["fid"]).index("diffusion") + 1
+    fd_rank = sorted(families, key=lambda n: families[n]["fid"]).index(name) + 1
     parts = []
     if s is not None:
         parts.append(f"relative sharpness {s:.2f}")
@@ -204,45 +203,51 @@ def _sharp_and_diverse(families: dict[str, Any]) -> dict[str, str]:
     verdict = ("supported" if sharp and diverse else
                "contradicted" if (s is not None and s < BLURRY) or (recall is not None and best_recall and recall < 0.7 * best_recall)
                else "mixed")
-    return _claim("diffusion", claim, verdict, "; ".join(parts) + f". Rule: sharp from {SHARP} to {NOISY}; "
-                  "diverse when recall is within 0.9× the best and every class/mode is covered.")
+    return verdict, ("; ".join(parts) + f". Rule: sharp from {SHARP} to {NOISY}; diverse when recall "
+                     "is within 0.9× the best and every class/mode is covered.")
 
 
-def _slow(families: dict[str, Any]) -> dict[str, str]:
-    claim = "Diffusion sampling is slow."
-    f = families["diffusion"]
+def _slow(name: str, families: dict[str, Any]) -> Verdict:
+    f = families[name]
     speed = f["samples_per_s"]
-    others = _others(families, "diffusion", "samples_per_s")
+    others = _others(families, name, "samples_per_s")
     if not others:
-        return _claim("diffusion", claim, "not measured", f"{speed:.1f} samples/s; no other family to compare.")
+        return "not measured", f"{speed:.1f} samples/s; no other family to compare."
     fastest = max(others, key=others.get)
     factor = others[fastest] / speed if speed > 0 else float("inf")
     text = (f"{speed:.1f} samples/s at {f['nfe']:.0f} network evaluations per sample; {fastest} "
             f"{others[fastest]:.0f} samples/s ({factor:.0f}× faster). Rule: supported when the "
             "slowest family by 10× or more.")
     verdict = "supported" if factor >= 10 else "contradicted" if factor < 1 else "mixed"
-    return _claim("diffusion", claim, verdict, text)
+    return verdict, text
 
 
-def _costly(families: dict[str, Any]) -> dict[str, str]:
-    claim = "Diffusion is costly to train."
+def _costly(name: str, families: dict[str, Any]) -> Verdict:
     # Curve points all use the same number of samples (the final FD uses more, so it is lower).
     ends = [_last_fid(f) for f in families.values()]
     if any(e is None for e in ends):
-        return _claim("diffusion", claim, "not measured", "No quality curve during training.")
+        return "not measured", "No quality curve during training."
     target = max(ends)
     times = {n: _time_to_reach(f, target) for n, f in families.items()}
     gflops = {n: f.get("training_gflops_per_image") for n, f in families.items()}
-    name = families["diffusion"].get("fid_name") or "FD"
-    parts = [f"training seconds to first reach {name} ≤ {target:.1f} (the worst end-of-training curve point): "
+    fid_name = families[name].get("fid_name") or "FD"
+    parts = [f"training seconds to first reach {fid_name} ≤ {target:.1f} (the worst end-of-training curve point): "
              + ", ".join(f"{n} {t:.0f} s" if t is not None else f"{n} never" for n, t in times.items())]
     if all(v is not None for v in gflops.values()):
         parts.append("training GFLOPs per image " + ", ".join(f"{n} {v:.3f}" for n, v in gflops.items()))
-    mine = times.get("diffusion")
-    others = [t for n, t in times.items() if n != "diffusion" and t is not None]
+    mine = times.get(name)
+    others = [t for n, t in times.items() if n != name and t is not None]
     if mine is None or not others:
         verdict = "supported" if mine is None else "not measured"
     else:
         verdict = "supported" if mine > max(others) else "contradicted" if mine <= min(others) else "mixed"
-    return _claim("diffusion", claim, verdict, "; ".join(parts) + ". Every family had the same "
-                  "wall-clock budget; the rule compares how soon each reached that quality.")
+    return verdict, ("; ".join(parts) + ". Every family had the same wall-clock budget; the rule "
+                     "compares how soon each reached that quality.")
+
+
+# The rules a family's folklore may name.
+RULES: dict[str, Callable[[str, dict[str, Any]], Verdict]] = {
+    "sharp": _sharp, "collapse": _collapse, "unstable": _unstable,
+    "stable": _stable, "diverse": _diverse, "blurry": _blurry,
+    "sharp_and_diverse": _sharp_and_diverse, "slow": _slow, "costly": _costly,
+}

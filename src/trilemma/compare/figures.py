@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-COLOURS = {"vae": "#1f77b4", "gan": "#d62728", "diffusion": "#2ca02c"}
+from trilemma.families import registered
 
 
 def _png(fig) -> bytes:
@@ -22,7 +22,9 @@ def _png(fig) -> bytes:
 
 
 def _colour(name: str) -> str:
-    return COLOURS.get(name, "#555555")
+    """The family's declared colour; grey for a family this version does not know."""
+    cls = registered().get(name)
+    return cls.colour if cls is not None else "#555555"
 
 
 def training_curves(results: dict[str, Any]) -> bytes:
@@ -139,7 +141,7 @@ def trilemma_triangle(results: dict[str, Any], scores: dict[str, dict[str, float
     ax.set_xlim(-1.3, 1.3)
     ax.set_ylim(-0.8, 1.3)
     ax.axis("off")
-    ax.legend(loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.05))
+    ax.legend(loc="lower center", ncol=min(3, max(1, len(scores))), fontsize=9, bbox_to_anchor=(0.5, -0.05))
     ax.set_title("Fidelity, diversity, speed (1 = best of this comparison)")
     return _png(fig)
 

@@ -38,6 +38,7 @@ from trilemma.data import Dataset, load_data
 from trilemma.device import DTYPES, describe_device, resolve_device, resolve_precision
 from trilemma.errors import RunError
 from trilemma.evaluation import builtin_name, evaluate, fid_against_nfe
+from trilemma.families import family_class
 from trilemma.images import save_sample_picture
 from trilemma.metrics.features import FeatureCache, extractor_for
 from trilemma.metrics.speed import matmul_peak_gflops, training_cost
@@ -193,12 +194,8 @@ class _FamilyRunner:
         # One untimed batch first, so that the speed does not include one-off start-up costs.
         generate(family, run.normalizer, min(64, s.n_samples), seed=self.seed)
         samples = generate(family, run.normalizer, s.n_samples, seed=self.seed)
-        provenance = {
-            "seed": self.seed, "nfe": samples.nfe, "step": run.step,
-            "sampler": getattr(family.config, "sampler", None) or f"{self.family_name} (one pass)",
-            "sampler_steps": getattr(family.config, "sampler_steps", None),
-            "run": str(self.run_dir),
-        }
+        provenance = {"seed": self.seed, "nfe": samples.nfe, "step": run.step,
+                      **family.sampling_provenance(), "run": str(self.run_dir)}
         result = self._score(samples.x, provenance, samples.y)
         if distributed.is_main():
             arrays = {"x": samples.x, "provenance": np.array(json.dumps(provenance))}
@@ -217,9 +214,10 @@ class _FamilyRunner:
         curve = [p for p in curve if p.get("fraction", 0) < 1.0] + [end_point]
 
         nfe_curve = None
-        if getattr(family, "default_sampler", None) is not None and s.nfe_steps:
+        samplers = tuple(sampler for sampler in s.nfe_steps if sampler in family.samplers)
+        if samplers:
             nfe_curve = fid_against_nfe(
-                family, run.normalizer, self.dataset, samplers=tuple(s.nfe_steps),
+                family, run.normalizer, self.dataset, samplers=samplers,
                 steps=s.nfe_steps, n=s.n_nfe, seed=self.seed, extractor=self.extractor,
                 cache=self.cache)
         parameters = int(run.config["parameters"])
@@ -282,7 +280,9 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
 
     jobs = [_FamilyRunner(settings, dataset, out_dir, family, seed, cache, extractor, log, progress, peak)
             for seed in range(settings.seeds) for family in settings.families]
-    evaluation_guess = {"vae": 15.0, "gan": 15.0, "diffusion": 90.0}
+    # Seconds to sample and evaluate a family, for the time-left estimate until one is measured:
+    # a family with a choice of (iterative) samplers is the slow kind.
+    evaluation_guess = {name: 90.0 if family_class(name).samplers else 15.0 for name in settings.families}
     records = []
     started = time.perf_counter()
     for index, job in enumerate(jobs):

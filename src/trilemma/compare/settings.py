@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trilemma.errors import UnsupportedRequest
+from trilemma.families import default_comparison, family_class, family_names
 
-FAMILY_ORDER = ("vae", "gan", "diffusion")
 DEFAULT_PRIORITIES = {"fidelity": 1.0, "diversity": 1.0, "speed": 0.5, "stability": 0.5}
 
 
@@ -25,7 +25,7 @@ class CompareSettings:
     """
 
     data: str = "mnist"
-    families: tuple[str, ...] = FAMILY_ORDER
+    families: tuple[str, ...] = field(default_factory=default_comparison)
     seconds: float | None = 150.0
     steps: int | None = None
     seeds: int = 1
@@ -69,34 +69,45 @@ def preset(kind: str, device_type: str) -> CompareSettings:
 
     CPU images: 150 s per family, so that the three families, their evaluation and the report
     finish within 10 minutes on a 2-core CPU (measured: see the README). CUDA: 5 minutes per
-    family, wider networks, 5,000 samples and the ancestral sampler on the NFE curve.
-    Points: the 45 s budget of `trilemma train`, and the 2,500 samples of the mode protocol.
+    family, wider networks (each family's `gpu_settings`), 5,000 samples and the ancestral
+    sampler on the NFE curve. Points: the 45 s budget of `trilemma train`, and the 2,500
+    samples of the mode protocol.
     """
+    families = default_comparison(kind)
     if kind == "points":
-        return CompareSettings(seconds=45.0, n_samples=2500, n_curve=1000, n_nfe=500,
+        return CompareSettings(families=families, seconds=45.0, n_samples=2500, n_curve=1000,
+                               n_nfe=500,
                                nfe_steps={"ddim": (5, 10, 20, 50), "dpm-solver++": (5, 10, 20, 50)})
     if device_type == "cuda":
         return CompareSettings(
-            seconds=300.0, n_samples=5000, n_curve=1000, n_nfe=1000,
+            families=families, seconds=300.0, n_samples=5000, n_curve=1000, n_nfe=1000,
             nfe_steps={"ddpm": (100, 250, 1000), "ddim": (5, 10, 20, 50),
                        "dpm-solver++": (5, 10, 20, 50)},
-            overrides={"diffusion": {"channels": (64, 128, 256), "patch": 1, "batch_size": 128},
-                       "gan": {"base_width": 64, "batch_size": 128},
-                       "vae": {"base_width": 64, "batch_size": 128}},
+            overrides={name: dict(family_class(name).gpu_settings) for name in family_names()
+                       if family_class(name).gpu_settings},
         )
-    return CompareSettings()
+    return CompareSettings(families=families)
 
 
-def parse_families(text: str) -> tuple[str, ...]:
+def parse_families(text: str, kind: str | None = None) -> tuple[str, ...]:
+    """`vae,diffusion` (or `all`) as registered family names, in the registry's order; with
+    `kind`, every family must handle that kind of data ("all": every family that does)."""
+    known = family_names()
+    if text.strip() == "all":
+        return family_names(kind)
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in FAMILY_ORDER]
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise UnsupportedRequest(
             f"--families {text}: unknown family {', '.join(unknown) or '(none given)'} "
-            f"(known: {', '.join(FAMILY_ORDER)})")
+            f"(known: {', '.join(known)}, or all)")
     if len(set(names)) != len(names):
         raise UnsupportedRequest(f"--families {text}: a family is named twice")
-    return tuple(name for name in FAMILY_ORDER if name in names)
+    if kind is not None:
+        unable = [name for name in names if kind not in family_class(name).data_kinds]
+        if unable:
+            raise UnsupportedRequest(f"--families {text}: {', '.join(unable)} cannot model {kind} data")
+    return tuple(name for name in known if name in names)
 
 
 def parse_priorities(text: str) -> dict[str, float]:

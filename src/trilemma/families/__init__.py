@@ -1,17 +1,29 @@
-"""The three families behind one protocol (`Family` in base.py)."""
+"""The families behind one protocol (`Family` in base.py), listed by one registry (registry.py).
+
+Importing this package registers the built-in families, in the order every listing shows them:
+the classic trilemma, VAE, GAN and diffusion.
+"""
 
 from __future__ import annotations
 
-from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput
-from trilemma.families.diffusion import Diffusion, DiffusionConfig
-from trilemma.families.gan import GAN, GANConfig
-from trilemma.families.vae import VAE, VAEConfig
+from trilemma.families.registry import (
+    default_comparison,
+    family_class,
+    family_names,
+    register,
+    registered,
+    unregister,
+)
 
-FAMILIES: dict[str, type[Family]] = {"vae": VAE, "gan": GAN, "diffusion": Diffusion}
+# Each module registers its family when imported; this order is the order of every listing.
+# isort: off
+from trilemma.families.vae import VAE, VAEConfig
+from trilemma.families.gan import GAN, GANConfig
+from trilemma.families.diffusion import Diffusion, DiffusionConfig
+# isort: on
 
 __all__ = [
-    "FAMILIES",
     "GAN",
     "VAE",
     "DataShape",
@@ -24,15 +36,13 @@ __all__ = [
     "SampleOutput",
     "VAEConfig",
     "build_family",
+    "default_comparison",
     "family_class",
+    "family_names",
+    "register",
+    "registered",
+    "unregister",
 ]
-
-
-def family_class(name: str) -> type[Family]:
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise UnsupportedRequest(f"unknown family '{name}' (known: {', '.join(FAMILIES)})") from None
 
 
 def build_family(name: str, data: DataShape, **overrides) -> Family:

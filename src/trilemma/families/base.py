@@ -3,11 +3,17 @@ all of them.
 
 A family owns its networks, its objective and its optimisers (a GAN has two); the training
 loop owns the schedule, EMA, budgets, checkpoints and progress. Capabilities that only some
-families have (encoding, likelihood, …) are separate protocols in `capabilities.py`.
+families have (encoding, a denoiser, a critic, …) are separate protocols in `capabilities.py`:
+a family has one by having its methods.
+
+A family is one module: a `FamilyConfig` subclass with its settings, a `Family` subclass that
+implements the abstract methods and sets the declarations below, and `register(TheFamily)`
+(`trilemma.families.registry`). Nothing else in the package names it.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, ClassVar
 
@@ -82,26 +88,44 @@ def _from_dict(cls, d: dict[str, Any]):
     return cls(**kwargs)
 
 
-class Family(nn.Module):
-    """Base class of the three families. Subclasses set ``name`` and ``config_class``."""
+class Family(nn.Module, ABC):
+    """Base class of every family: what one loop trains, one path samples and one path
+    evaluates. Subclasses implement the abstract methods and set the declarations."""
 
-    name: ClassVar[str]
+    # Declarations, read by the registry and everything that lists families.
+    name: ClassVar[str]  # the registry key and CLI name, e.g. "gan"
+    label: ClassVar[str]  # how prose names one model of the family, e.g. "GAN"
     config_class: ClassVar[type[FamilyConfig]]
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")  # the data it can model
+    colour: ClassVar[str]  # its colour in the report's plots
+    # Samplers `sample(sampler=…, steps=…)` accepts, and the default; () for a family that samples
+    # in one fixed pass, which provenance then names by `provenance_label` ("decoder", "generator").
+    samplers: ClassVar[tuple[str, ...]] = ()
     default_sampler: ClassVar[str | None] = None
+    provenance_label: ClassVar[str]
+    # The folklore about the family, checked by the comparison: {rule: claim}, with rules from
+    # `trilemma.compare.claims.RULES`.
+    folklore: ClassVar[dict[str, str]] = {}
+    in_default_comparison: ClassVar[bool] = False  # trained by `trilemma compare` unless --families
+    # Settings the comparison's GPU preset changes (wider networks, larger batches).
+    gpu_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: FamilyConfig):
         super().__init__()
         self.config = config
 
     @classmethod
+    @abstractmethod
     def defaults(cls, data: DataShape) -> FamilyConfig:
         """The family's measured defaults for this kind of data."""
-        raise NotImplementedError
 
     @classmethod
     def default_config(cls, data: DataShape, **overrides: Any) -> FamilyConfig:
         """The defaults with named settings replaced: the family's own fields, or those of its
         OptimConfig (batch_size, lr, …). An unknown name is refused with the known ones."""
+        if data.kind not in cls.data_kinds:
+            raise UnsupportedRequest(f"the {cls.name} family models {' and '.join(cls.data_kinds)}, "
+                                     f"not {data.kind}")
         config = cls.defaults(data)
         own = {f.name for f in fields(config)} - {"data"}
         optim = {f.name for f in fields(OptimConfig)}
@@ -118,19 +142,20 @@ class Family(nn.Module):
             config.optim = replace(config.optim, **optim_changes)
         return config
 
+    @abstractmethod
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        """The optimisers training_step uses, by name (the loop schedules their learning rates)."""
 
+    @abstractmethod
     def averaged_network(self) -> nn.Module:
         """The network whose EMA the loop keeps, and which sampling then uses."""
-        raise NotImplementedError
 
+    @abstractmethod
     def networks(self) -> dict[str, nn.Module]:
         """The trainable networks, by the name training_step calls them with ``self.net(name)``.
 
         Under torchrun the loop wraps each in DistributedDataParallel (and torch.compile under
         --compile) for the length of training; between them they must hold every parameter."""
-        raise NotImplementedError
 
     def net(self, name: str) -> nn.Module:
         """The network training_step should call: its DDP / compiled wrapper while the loop
@@ -145,6 +170,7 @@ class Family(nn.Module):
         tree, so state_dict keys never gain DDP's 'module.' prefix."""
         self.__dict__["_replicas"] = dict(replicas) if replicas else None
 
+    @abstractmethod
     def training_step(
         self,
         x: torch.Tensor,
@@ -152,9 +178,8 @@ class Family(nn.Module):
         optimizers: dict[str, torch.optim.Optimizer],
     ) -> dict[str, torch.Tensor]:
         """One optimisation step on a batch in model space; returns detached scalar losses."""
-        raise NotImplementedError
 
-    @torch.no_grad()
+    @abstractmethod
     def sample(
         self,
         n: int,
@@ -162,7 +187,12 @@ class Family(nn.Module):
         labels: torch.Tensor | None = None,
         **options: Any,
     ) -> SampleOutput:
-        raise NotImplementedError
+        """n samples in model space (called under torch.no_grad by the sampling path); options
+        are the family's own (sampler, steps, truncation, …), anything else is refused."""
+
+    def sampling_provenance(self, **options: Any) -> dict[str, Any]:
+        """How `sample(**options)` draws, for the record: ``sampler`` and ``sampler_steps``."""
+        return {"sampler": self.provenance_label, "sampler_steps": None}
 
     # Helpers shared by the families.
     @property

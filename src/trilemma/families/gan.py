@@ -20,6 +20,7 @@ from trilemma.errors import UnsupportedRequest
 from trilemma.families.augment import POLICIES, diff_augment
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
 from trilemma.families.capabilities import Knob
+from trilemma.families.registry import register
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvDiscriminator
 from trilemma.nets.mlp import LabelledMLP
 
@@ -42,7 +43,17 @@ class GANConfig(FamilyConfig):
 
 class GAN(Family):
     name: ClassVar[str] = "gan"
+    label: ClassVar[str] = "GAN"
     config_class = GANConfig
+    colour: ClassVar[str] = "#d62728"
+    provenance_label: ClassVar[str] = "generator"
+    folklore: ClassVar[dict[str, str]] = {
+        "sharp": "GANs give sharp samples.",
+        "collapse": "GANs collapse onto a few modes (low diversity).",
+        "unstable": "GANs are unstable and hard to train.",
+    }
+    in_default_comparison: ClassVar[bool] = True
+    gpu_settings: ClassVar[dict] = {"base_width": 64, "batch_size": 128}
 
     def __init__(self, config: GANConfig):
         super().__init__(config)
@@ -157,3 +168,6 @@ class GAN(Family):
         # Truncation trick: pull z towards the latent mean (0), as w̄ + ψ(w − w̄) with w̄ = 0.
         z = randn((n, self.config.latent_dim), generator, self.device) * truncation
         return SampleOutput(x=self.generate(z, labels), labels=labels, nfe=1)
+
+
+register(GAN)

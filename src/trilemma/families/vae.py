@@ -17,6 +17,7 @@ from torch import nn
 from trilemma.distributed import randn_like
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
 from trilemma.families.capabilities import Knob
+from trilemma.families.registry import register
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvEncoder
 from trilemma.nets.mlp import LabelledMLP
 
@@ -32,7 +33,17 @@ class VAEConfig(FamilyConfig):
 
 class VAE(Family):
     name: ClassVar[str] = "vae"
+    label: ClassVar[str] = "VAE"
     config_class = VAEConfig
+    colour: ClassVar[str] = "#1f77b4"
+    provenance_label: ClassVar[str] = "decoder"
+    folklore: ClassVar[dict[str, str]] = {
+        "stable": "VAEs train stably.",
+        "diverse": "VAEs cover the data (diverse samples).",
+        "blurry": "VAE samples are blurry.",
+    }
+    in_default_comparison: ClassVar[bool] = True
+    gpu_settings: ClassVar[dict] = {"base_width": 64, "batch_size": 128}
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -128,3 +139,6 @@ class VAE(Family):
             # A point sample includes the decoder's observation noise: that is the model's p(x).
             x = x + randn(x.shape, generator, self.device) * self.log_scale.exp()
         return SampleOutput(x=x, labels=labels, nfe=1)
+
+
+register(VAE)

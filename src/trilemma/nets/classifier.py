@@ -138,6 +138,34 @@ def train_classifier(
     Used for the shipped feature extractors (scripts/train_domain_classifiers.py) and, trained
     on generated samples, for the Classification Accuracy Score (Ravuri & Vinyals 2019).
     """
+    x, y = _training_inputs(x, labels, num_classes)
+    n, c, h, _ = x.shape
+    config = config or ClassifierConfig(in_channels=c, image_size=h, num_classes=num_classes)
+    if (config.in_channels, config.image_size, config.num_classes) != (c, h, num_classes):
+        raise ValueError(f"config {config} does not fit images {tuple(x.shape[1:])} with "
+                         f"{num_classes} classes")
+    if epochs is not None and steps is not None:
+        raise ValueError("give epochs or steps, not both")
+    batch_size = min(batch_size, n)
+    total_steps = steps if steps is not None else (30 if epochs is None else epochs) * math.ceil(n / batch_size)
+    if total_steps < 1:
+        raise ValueError(f"nothing to train: {total_steps} steps")
+    shift = max_shift if max_shift is not None else (2 if h >= 16 else 1)
+    device = torch.device(device)
+    devices = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = DomainClassifier(config).to(device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        _fit(model, optimiser, images_to_model(x).to(device), y.to(device), total_steps, batch_size,
+             shift, torch.Generator("cpu").manual_seed(seed))
+    return model.eval()
+
+
+def _training_inputs(x, labels, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 NCHW square images and int64 labels in [0, num_classes), or ValueError."""
     x = _as_nchw_uint8(x)
     y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
     y = y.long().cpu()
@@ -148,55 +176,32 @@ def train_classifier(
     if y.min() < 0 or y.max() >= num_classes:
         raise ValueError(
             f"labels must lie in [0, {num_classes}); got {int(y.min())}..{int(y.max())}")
-    n, c, h, w = x.shape
-    if h != w:
-        raise ValueError(f"the classifier takes square images; got {h}x{w}")
-    config = config or ClassifierConfig(in_channels=c, image_size=h, num_classes=num_classes)
-    if (config.in_channels, config.image_size, config.num_classes) != (c, h, num_classes):
-        raise ValueError(f"config {config} does not fit images {tuple(x.shape[1:])} with "
-                         f"{num_classes} classes")
-    if epochs is not None and steps is not None:
-        raise ValueError("give epochs or steps, not both")
-    batch_size = min(batch_size, n)
-    steps_per_epoch = math.ceil(n / batch_size)
-    if steps is not None:
-        total_steps = steps
-    else:
-        total_steps = (30 if epochs is None else epochs) * steps_per_epoch
-    if total_steps < 1:
-        raise ValueError(f"nothing to train: {total_steps} steps")
-    shift = max_shift if max_shift is not None else (2 if h >= 16 else 1)
-    device = torch.device(device)
+    if x.shape[2] != x.shape[3]:
+        raise ValueError(f"the classifier takes square images; got {x.shape[2]}x{x.shape[3]}")
+    return x, y
 
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        generator = torch.Generator("cpu").manual_seed(seed)
-        model = DomainClassifier(config).to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
-        )
-        x_model = images_to_model(x).to(device)
-        y_device = y.to(device)
-        model.train()
-        step = 0
-        while step < total_steps:
-            order = torch.randperm(n, generator=generator).to(device)
-            for start in range(0, n, batch_size):
-                index = order[start:start + batch_size]
-                batch = random_shift(x_model[index], shift, generator)
-                loss = F.cross_entropy(model(batch), y_device[index])
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                step += 1
-                if step == total_steps:
-                    break
-    return model.eval()
+
+def _fit(model: DomainClassifier, optimiser: torch.optim.Optimizer, x_model: torch.Tensor,
+         y: torch.Tensor, total_steps: int, batch_size: int, shift: int,
+         generator: torch.Generator) -> None:
+    """`total_steps` of cross-entropy on shuffled, randomly shifted batches, with the learning
+    rate cosine-decayed to zero."""
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0))))
+    model.train()
+    step, n = 0, len(x_model)
+    while step < total_steps:
+        order = torch.randperm(n, generator=generator).to(x_model.device)
+        for start in range(0, n, batch_size):
+            index = order[start:start + batch_size]
+            loss = F.cross_entropy(model(random_shift(x_model[index], shift, generator)), y[index])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            if step == total_steps:
+                return
 
 
 @torch.inference_mode()

@@ -1,0 +1,317 @@
+"""The one training loop: every family, every budget, EMA, checkpoints, resume, progress.
+
+Reproducibility: data order is a function of (seed, epoch); all other randomness comes from
+torch's global generator, whose state is saved in each checkpoint. A run interrupted and
+resumed under a step budget ends with the same weights as an uninterrupted one.
+
+Under torchrun (`trilemma.distributed`) the same loop trains one model with DDP: the configured
+batch size is the global batch, each of N ranks takes a disjoint B/N of it through one
+DistributedSampler over the single-process permutation, and the learning rate is unchanged;
+rank 0 alone writes files. The saved state does not depend on N, so a run resumes under any N.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+
+from trilemma import distributed
+from trilemma.checkpoints import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    write_json_atomic,
+)
+from trilemma.data import Dataset
+from trilemma.device import (
+    autocast,
+    describe_device,
+    memory_format,
+    resolve_device,
+    resolve_precision,
+)
+from trilemma.ema import EMA
+from trilemma.errors import RunError, TrainingDiverged
+from trilemma.families import DataShape, Family, family_class
+from trilemma.metrics.speed import peak_memory
+from trilemma.training.budget import Budget, default_budget, learning_rate_scale
+from trilemma.training.progress import ProgressBar, StopFlag
+from trilemma.training.run_folder import (
+    check_resumable,
+    distributed_record,
+    prepare_run_dir,
+    restore_training_state,
+    run_record,
+    training_state,
+)
+
+DEVICE_RESIDENT_BYTES = 2 << 30  # training sets up to 2 GiB are copied to the GPU once
+
+StepCallback = Callable[[int, float, Family, EMA], "bool | None"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    seconds: float
+    images_per_second: float
+    losses: dict[str, float]
+    interrupted: bool = False
+
+
+def train(
+    family_name: str,
+    dataset: Dataset,
+    run_dir: str | Path,
+    *,
+    budget: Budget | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    resume: bool = False,
+    conditional: bool = False,
+    precision: str = "fp32",
+    overrides: dict[str, Any] | None = None,
+    checkpoint_every_seconds: float = 60.0,
+    checkpoint_every_steps: int | None = None,
+    progress: bool = True,
+    on_step: StepCallback | None = None,
+    compile: bool = False,
+) -> TrainResult:
+    """Train one family on a data set into run_dir.
+
+    ``on_step(step, elapsed, family, ema)`` is called after each step with the training seconds
+    so far; time spent inside it is not counted against the budget. Returning True stops the
+    run with a checkpoint, as Ctrl-C does (the caller can then resume).
+
+    Under torchrun this is called on every rank, with identical weights and EMA on each (the
+    EMA is kept on every rank so that sampling can be split across them). The run stops when
+    any rank's on_step returns True, and the others wait for it at that point, so rank 0 may
+    evaluate (or every rank may take part in a split evaluation) inside it. ``compile`` runs
+    the trained networks through torch.compile.
+    """
+    run = TrainingRun(family_name, dataset, Path(run_dir), budget=budget, seed=seed, device=device,
+                      resume=resume, conditional=conditional, precision=precision,
+                      overrides=overrides or {}, compile=compile)
+    return run.train(on_step, progress=progress, every_seconds=checkpoint_every_seconds,
+                     every_steps=checkpoint_every_steps)
+
+
+class TrainingRun:
+    """One run folder being trained: the family with its optimisers and EMA, the data order,
+    the step counter and the training clock. `train` is the loop."""
+
+    def __init__(self, family_name: str, dataset: Dataset, run_dir: Path, *, budget: Budget | None,
+                 seed: int, device: str, resume: bool, conditional: bool, precision: str,
+                 overrides: dict[str, Any], compile: bool):
+        self.family_name, self.dataset, self.run_dir, self.compile = family_name, dataset, run_dir, compile
+        self.device = resolve_device(device)
+        distributed.init(self.device)
+        stored = prepare_run_dir(run_dir, resume)
+        distributed.barrier()  # every rank has looked at run_dir before rank 0 creates anything
+        self.world, self.rank, self.main = distributed.world_size(), distributed.rank(), distributed.is_main()
+        cls = family_class(family_name)
+        if stored is not None:
+            check_resumable(stored, run_dir, family_name, dataset)
+            seed, config = stored["seed"], cls.config_class.from_json(stored["family_config"])
+            budget, precision = budget or Budget(**stored["budget"]), stored.get("precision", "fp32")
+        else:
+            data = DataShape(dataset.kind, dataset.sample_shape, dataset.num_classes if conditional else 0)
+            budget, config = budget or default_budget(dataset), cls.default_config(data, **overrides)
+        self.seed, self.config, self.budget = seed, config, budget
+        self.precision = resolve_precision(precision, self.device)
+        if self.device.type == "cuda":
+            # Batches keep one shape for the whole run, so cuDNN's per-shape autotuning pays off.
+            torch.backends.cudnn.benchmark = True
+        if (conditional or config.data.num_classes) and dataset.y_train is None:
+            raise RunError(f"{dataset.name}: a conditional model needs labelled data, and this data has no labels")
+        self.batch_size = min(config.optim.batch_size, len(dataset.x_train))  # the global batch
+        if self.batch_size % self.world:
+            raise RunError(f"batch size {self.batch_size} does not split over {self.world} processes; "
+                           f"use a multiple of {self.world} (--batch-size)")
+        self._build(cls)
+        if stored is None:
+            self._write_record()
+        else:
+            self._restore()
+        distributed.barrier()  # config.json exists before any rank goes on
+        self._place_data()
+
+    # ------------------------------------------------------------------------ setting up
+
+    def _build(self, cls: type[Family]) -> None:
+        torch.manual_seed(self.seed)
+        self.layout = memory_format(self.config.data.kind)
+        self.family = cls(self.config).to(self.device, memory_format=self.layout)
+        self.optimizers = self.family.build_optimizers()
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group.setdefault("base_lr", group["lr"])
+        if self.precision == "fp16":
+            self.family.grad_scaler = torch.amp.GradScaler(self.device.type)
+        optim = self.config.optim
+        self.ema = EMA(self.family.averaged_network(), optim.ema_power, optim.ema_max_decay)
+        self.step, self.elapsed, self.losses = 0, 0.0, {}
+
+    def _write_record(self) -> None:
+        if not self.main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # only once every check has passed
+        write_json_atomic(self.run_dir / "config.json", run_record(
+            family=self.family_name, family_config=self.config.to_json(), data=self.dataset.describe(),
+            seed=self.seed, budget=self.budget.to_json(), device=describe_device(self.device),
+            precision=self.precision, compile=self.compile,
+            distributed=distributed_record(self.world, self.device, self.batch_size),
+            parameters=sum(p.numel() for p in self.family.parameters())))
+
+    def _restore(self) -> None:
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            return
+        model_state, ema_state, state = load_checkpoint(checkpoint, self.device)
+        self.family.load_state_dict(model_state)
+        self.ema.load_state_dict(ema_state)
+        self.step, self.elapsed = restore_training_state(state, self.optimizers, self.device,
+                                                         self.family.grad_scaler)
+
+    def _place_data(self) -> None:
+        self.x_train = self.dataset.x_train
+        self.y_train = self.dataset.y_train if self.config.data.num_classes else None
+        if self.device.type == "cuda":
+            # A training set that fits lives on the GPU (no copy per step); a larger one is
+            # pinned, so its batches copy without a staging buffer.
+            if self.x_train.numel() * self.x_train.element_size() <= DEVICE_RESIDENT_BYTES:
+                self.x_train = self.x_train.to(self.device)
+                self.y_train = self.y_train.to(self.device) if self.y_train is not None else None
+            else:
+                self.x_train = self.x_train.pin_memory()
+        n = len(self.x_train)
+        self.batches_per_epoch = n // self.batch_size
+        # The single-process permutation, seed * 1_000_003 + epoch; rank r reads positions r,
+        # r + N, ... of it, so the ranks' i-th batches together are the single-process i-th batch.
+        self.sampler = DistributedSampler(range(n), num_replicas=self.world, rank=self.rank,
+                                          shuffle=True, seed=self.seed * 1_000_003)
+        self.order, self.order_epoch = None, -1
+
+    # ------------------------------------------------------------------------ the loop
+
+    def train(self, on_step: StepCallback | None, *, progress: bool, every_seconds: float,
+              every_steps: int | None) -> TrainResult:
+        bar = ProgressBar(self.budget, self.step, self.elapsed, progress and self.main,
+                          f"{self.family_name} on {self.dataset.name}")
+        self.saved_at, self.saved_step, interrupted = self.elapsed, self.step, False
+        self.family.train()
+        with StopFlag() as stop, self._replicas_installed():
+            while not self.budget.done(self.step, self.elapsed):
+                x, labels = self._next_batch()
+                self._schedule_learning_rates()
+                values, seconds = self._optimise(x, labels)
+                self._refuse_non_finite(values, bar)
+                self.ema.update(self.step)
+                self.step += 1
+                self.elapsed += seconds
+                bar.update(self.step, self.elapsed, self.losses)
+                asked = bool(on_step is not None and on_step(self.step, self.elapsed, self.family, self.ema))
+                if distributed.broadcast_flag(asked or stop.requested):
+                    interrupted = True
+                    break
+                if self._checkpoint_due(every_seconds, every_steps):
+                    self.save()
+        bar.update(self.step, self.elapsed, self.losses, force=True)
+        bar.close()
+        unsaved = self.step != self.saved_step or (self.main and latest_checkpoint(self.run_dir) is None)
+        if distributed.broadcast_flag(unsaved):
+            self.save()
+        images_per_second = self.step * self.batch_size / self.elapsed if self.elapsed > 0 else 0.0
+        return TrainResult(self.run_dir, self.step, self.elapsed, images_per_second, self.losses, interrupted)
+
+    @contextmanager
+    def _replicas_installed(self):
+        """DDP under torchrun (it averages the gradients in backward, for every optimiser),
+        torch.compile under --compile, both, or neither, for the length of training."""
+        replicas = None
+        if distributed.is_distributed() or self.compile:
+            replicas = {}
+            for name, module in self.family.networks().items():
+                if distributed.is_distributed():
+                    ids = [self.device.index] if self.device.type == "cuda" else None
+                    module = DistributedDataParallel(module, device_ids=ids)
+                replicas[name] = torch.compile(module) if self.compile else module
+        self.family.install_replicas(replicas)
+        try:
+            yield
+        finally:
+            self.family.install_replicas(None)
+
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        epoch, position = divmod(self.step, self.batches_per_epoch)
+        if epoch != self.order_epoch:
+            self.sampler.set_epoch(epoch)
+            self.order, self.order_epoch = torch.tensor(list(self.sampler)), epoch
+        rank_batch = self.batch_size // self.world
+        index = self.order[position * rank_batch:(position + 1) * rank_batch].to(self.x_train.device)
+        x = self.dataset.normalizer.to_model(self.x_train[index].to(self.device, non_blocking=True))
+        labels = self.y_train[index].to(self.device) if self.y_train is not None else None
+        return x.contiguous(memory_format=self.layout), labels
+
+    def _schedule_learning_rates(self) -> None:
+        optim = self.config.optim
+        scale = learning_rate_scale(self.step, self.budget.progress(self.step, self.elapsed),
+                                    optim.warmup_steps, optim.decay, optim.final_lr_fraction)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * scale
+
+    def _optimise(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        """One training step; returns the losses (the global batch's mean under DDP) and the
+        step's seconds (rank 0's clock under DDP, which every rank's budget then follows)."""
+        started = time.perf_counter()
+        with autocast(self.device, self.precision), distributed.batch_shard(self.rank, self.world):
+            losses = self.family.training_step(x, labels, self.optimizers)
+        if self.family.grad_scaler is not None:
+            self.family.grad_scaler.update()
+        values = torch.stack([v.float() for v in losses.values()]).cpu()
+        seconds = time.perf_counter() - started
+        if self.world > 1:
+            # One collective: a NaN on any rank reaches all, so all stop together.
+            summed = distributed.all_reduce_sum(torch.cat([values, torch.tensor([seconds * self.main])]))
+            values, seconds = summed[:-1] / self.world, float(summed[-1])
+        self.losses = dict(zip(losses, values.tolist()))
+        return values, seconds
+
+    def _refuse_non_finite(self, values: torch.Tensor, bar: ProgressBar) -> None:
+        if torch.isfinite(values).all():
+            return
+        bad = {k: v for k, v in self.losses.items() if not math.isfinite(v)}
+        bar.close()
+        raise TrainingDiverged(
+            f"{self.family_name}: loss {', '.join(f'{k}={v}' for k, v in bad.items())} at step "
+            f"{self.step + 1}; training stopped (the last good checkpoint, step {self.saved_step}, "
+            f"is in {self.run_dir})")
+
+    # ------------------------------------------------------------------------ checkpoints
+
+    def _checkpoint_due(self, every_seconds: float, every_steps: int | None) -> bool:
+        if every_steps:
+            return self.step - self.saved_step >= every_steps
+        return self.elapsed - self.saved_at >= every_seconds
+
+    def save(self) -> None:
+        """A checkpoint of the current step (rank 0 writes; every rank waits for it)."""
+        state = training_state(
+            self.step, self.elapsed, self.optimizers, self.device, losses=self.losses,
+            grad_scaler=self.family.grad_scaler.state_dict() if self.family.grad_scaler is not None else None,
+            peak_memory=peak_memory(self.device), world_size=self.world)
+        if self.main:
+            save_checkpoint(self.run_dir, self.step, self.family.state_dict(), self.ema.state_dict(), state)
+        distributed.barrier()  # nobody resumes, reads or exits before the checkpoint is whole
+        self.saved_at, self.saved_step = self.elapsed, self.step
