@@ -13,31 +13,8 @@ from typing import Any
 
 from trilemma.cli_types import positive_int
 from trilemma.errors import DataError, UnsupportedRequest
+from trilemma.metrics.catalogue import BY_KEY, Metric
 
-# Labels for the printed table; a metric not listed here is printed under its own key.
-LABELS = {
-    "fid_bias_estimate": "FD of a perfect model (bias)",
-    "fid_real_floor": "FD of real images",
-    "kid_mean": "KID",
-    "kid_subset_size": "KID subset size",
-    "classes_covered": "classes covered",
-    "class_kl_to_real": "class KL to real (nats)",
-    "classifier_score": "classifier score",
-    "classifier_score_real": "classifier score of real",
-    "label_agreement": "label agreement",
-    "relative_sharpness": "relative sharpness",
-    "memorisation_ratio_features": "nearest-train ratio (features)",
-    "near_copy_fraction_features": "near copies (features)",
-    "memorisation_ratio_pixels": "nearest-train ratio (pixels)",
-    "near_copy_fraction_pixels": "near copies (pixels)",
-    "modes_covered": "modes covered",
-    "high_quality_fraction": "high-quality samples",
-    "real_high_quality_fraction": "high-quality real points",
-    "reverse_kl_modes": "reverse KL to uniform modes",
-    "memorisation_ratio": "nearest-train ratio",
-    "near_copy_fraction": "near copies",
-}
-HIDDEN = {"fid", "fid_name", "kid_std", "num_classes", "num_modes"}
 SAMPLERS_OF = {"vae": "decoder", "gan": "generator"}
 
 
@@ -148,18 +125,8 @@ def _format(value: Any) -> str:
 def format_result(result: dict[str, Any]) -> str:
     """The table `trilemma evaluate` prints: metric and value, provenance and notes below."""
     metrics = result["metrics"]
-    rows = []
-    for key, value in metrics.items():
-        if key in HIDDEN:
-            continue
-        text = _format(value)
-        if key == "kid_mean":
-            text = f"{_format(value)} ± {_format(metrics['kid_std'])}"
-        elif key == "classes_covered":
-            text = f"{value} / {metrics['num_classes']}"
-        elif key == "modes_covered":
-            text = f"{value} / {metrics['num_modes']}"
-        rows.append((LABELS.get(key, key), text))
+    rows = [row for key, value in metrics.items()
+            if (row := _metric_row(key, value, metrics)) is not None]
     likelihood = result.get("likelihood")
     if likelihood:
         where = f"{likelihood['n']} {likelihood['split']}, k={likelihood['k']}"
@@ -186,6 +153,28 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _metric_row(key: str, value: Any, metrics: dict[str, Any]) -> tuple[str, str] | None:
+    """(label, value) of one figure as `trilemma.metrics.catalogue` declares it; None for one
+    shown within another's row, and for the FD's copy under its own name (shown as ``fid``)."""
+    if key == metrics.get("fid_name"):
+        return None
+    metric = BY_KEY.get(key)
+    if metric is None:  # a test holds every figure of `evaluate` to a declaration
+        return key, _format(value)
+    if metric.within is not None:
+        return None
+    text = _figure(metric, value)
+    if metric.spread is not None:
+        text += f" ± {_figure(BY_KEY[metric.spread], metrics.get(metric.spread))}"
+    if metric.out_of is not None:
+        text += f" / {_figure(BY_KEY[metric.out_of], metrics.get(metric.out_of))}"
+    return metric.label.format(fid_name=metrics.get("fid_name") or "FD"), text
+
+
+def _figure(metric: Metric, value: Any) -> str:
+    return "-" if value is None else metric.text(value)
+
+
 def format_nfe_curve(rows: list[dict[str, Any]]) -> str:
     name = rows[0]["fid_name"]
     header = f"  {'sampler':<13} {'steps':>5} {'NFE':>5} {name:>16} {'KID':>10} {'samples/s':>10}"
@@ -193,7 +182,8 @@ def format_nfe_curve(rows: list[dict[str, Any]]) -> str:
              header]
     for row in rows:
         lines.append(f"  {row['sampler']:<13} {row['steps']:>5} {row['nfe']:>5} "
-                     f"{_format(row['fid']):>16} {_format(row['kid_mean']):>10} "
+                     f"{_figure(BY_KEY['fid'], row['fid']):>16} "
+                     f"{_figure(BY_KEY['kid_mean'], row['kid_mean']):>10} "
                      f"{row['samples_per_s']:>10.1f}")
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ import torch
 from scipy import ndimage
 
 from trilemma.metrics import laplacian_variance, relative_sharpness
+from trilemma.metrics.sharpness import sharpness_against_real
 
 
 def _images(n: int = 6, size: int = 16, channels: int = 3) -> np.ndarray:
@@ -46,3 +47,22 @@ def test_rejects_unknown_layout() -> None:
         laplacian_variance(np.zeros((2, 5, 8, 8)))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         laplacian_variance(np.full((2, 8, 8), -0.5))
+
+
+def test_sharpness_against_real_gives_both_means_and_their_ratio() -> None:
+    """What `evaluate` records: scipy's Laplacian variances of each set, and their ratio."""
+    real = _images(channels=1)
+    fake = ndimage.uniform_filter(real, size=(1, 3, 3, 1))
+
+    def scipy_mean(images: np.ndarray) -> float:
+        return float(np.mean([ndimage.laplace(g / 255.0)[1:-1, 1:-1].var() for g in images[..., 0]]))
+
+    found = sharpness_against_real(real, fake)
+    assert found["real"] == pytest.approx(scipy_mean(real), rel=1e-12)
+    assert found["generated"] == pytest.approx(scipy_mean(fake), rel=1e-12)
+    assert found["relative"] == relative_sharpness(real, fake) < 1
+    # Flat real images have no sharpness to compare with: no ratio, and the public one refuses.
+    flat = np.full_like(real, 128)
+    assert sharpness_against_real(flat, fake)["relative"] is None
+    with pytest.raises(ValueError, match="zero Laplacian variance"):
+        relative_sharpness(flat, fake)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trilemma.compare import figures
+from trilemma.metrics.catalogue import BY_KEY, RESULT_METRICS, TABLES, Metric
 
 VERDICT_COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "mixed": "#9a6700",
                    "not measured": "#57606a"}
@@ -24,6 +25,7 @@ h1{margin:0 0 4px;font-size:28px} h2{margin-top:36px;border-bottom:1px solid #d0
 table{border-collapse:collapse;margin:10px 0;font-size:14px}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th.group{background:#eaeef2;font-weight:600}
 .grids{display:flex;gap:18px;flex-wrap:wrap}
 .grids figure{margin:0} figcaption{font-size:13px;color:#57606a;max-width:330px}
 .grids img{width:330px;image-rendering:pixelated}
@@ -44,32 +46,6 @@ window.addEventListener('load', function () {
 });
 """
 
-METRIC_ROWS = (
-    ("fid", "{fid_name} (↓)", ".1f"),
-    ("kid", "KID (↓)", ".4g"),
-    ("precision", "precision (fidelity, ↑)", ".3f"),
-    ("recall", "recall (diversity, ↑)", ".3f"),
-    ("density", "density (↑)", ".3f"),
-    ("coverage", "coverage (↑)", ".3f"),
-    ("classes_covered", "classes covered", ".0f"),
-    ("modes_covered", "modes covered", ".0f"),
-    ("high_quality_fraction", "high-quality samples", ".3f"),
-    ("sharpness", "relative sharpness (real = 1)", ".2f"),
-    ("samples_per_s", "samples per second", ".1f"),
-    ("nfe", "network evaluations per sample", ".0f"),
-    ("train_seconds", "training seconds", ".0f"),
-    ("steps", "training steps", ".0f"),
-    ("images_per_s", "training images per second", ".0f"),
-    ("parameters", "parameters", ",.0f"),
-    ("training_gflops_per_image", "training GFLOPs per image", ".3f"),
-    ("fraction_of_peak", "training FLOP/s ÷ matmul peak", ".3f"),
-    ("peak_memory_bytes", "peak memory (MiB; CPU: the process's high-water mark so far)", "mib"),
-    ("near_copy_fraction", "near copies of training images", ".3f"),
-    ("label_agreement", "samples classified as the requested class", ".3f"),
-    ("cas", "classification accuracy score (CAS)", ".3f"),
-)
-
-
 def _e(text: Any) -> str:
     return html.escape(str(text))
 
@@ -81,33 +57,43 @@ def _img(png: bytes, alt: str) -> str:
 def _fmt(value: Any, spec: str) -> str:
     if value is None:
         return "–"
-    if spec == "mib":
-        return f"{value / 2**20:,.0f}"
     try:
         return format(value, spec)
     except (TypeError, ValueError):
         return _e(value)
 
 
+def _figure(metric: Metric, value: Any) -> str:
+    return "–" if value is None else _e(metric.text(value))
+
+
 def _metrics_table(results: dict[str, Any]) -> str:
+    """Every results column with a row of its own, grouped by the tables of its declaration."""
     families = results["families"]
     fid_name = next(iter(families.values())).get("fid_name") or "FD"
     head = "".join(f"<th>{_e(n)}</th>" for n in families)
     rows = []
-    for key, label, spec in METRIC_ROWS:
-        if all(f.get(key) is None for f in families.values()):
-            continue
-        cells = []
-        for f in families.values():
-            text = _fmt(f.get(key), spec)
-            if f.get(f"{key}_std") is not None:
-                text += f" ± {_fmt(f[f'{key}_std'], spec)}"
-            if key in ("classes_covered", "modes_covered") and f.get(key) is not None:
-                total = f.get("num_classes") if key == "classes_covered" else f.get("num_modes")
-                text += f" / {total:.0f}"
-            cells.append(f'<td class="num">{text}</td>')
-        rows.append(f"<tr><th>{_e(label.format(fid_name=fid_name))}</th>{''.join(cells)}</tr>")
+    for table in TABLES:
+        shown = [m for m in RESULT_METRICS if m.table == table and m.within is None
+                 and any(f.get(m.results_column) is not None for f in families.values())]
+        if shown:
+            rows.append(f'<tr><th class="group" colspan="{len(families) + 1}">{_e(table)}</th></tr>')
+        rows += [_metric_row(metric, families, fid_name) for metric in shown]
     return f"<table><tr><th>figure</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _metric_row(metric: Metric, families: dict[str, Any], fid_name: str) -> str:
+    column = metric.results_column
+    cells = []
+    for f in families.values():
+        text = _figure(metric, f.get(column))
+        if f.get(f"{column}_std") is not None:
+            text += f" ± {_figure(metric, f[f'{column}_std'])}"
+        if metric.out_of is not None and f.get(column) is not None:
+            total = BY_KEY[metric.out_of]
+            text += f" / {_figure(total, f.get(total.results_column))}"
+        cells.append(f'<td class="num">{text}</td>')
+    return f"<tr><th>{_e(metric.heading(fid_name))}</th>{''.join(cells)}</tr>"
 
 
 def _recommendation(results: dict[str, Any]) -> str:
@@ -151,7 +137,7 @@ def _nfe_table(results: dict[str, Any]) -> str:
     for name, entry in results["families"].items():
         for r in entry.get("nfe_curve") or []:
             rows.append(f"<tr><td>{_e(name)}</td><td>{_e(r['sampler'])}</td><td class=\"num\">{r['steps']}</td>"
-                        f"<td class=\"num\">{r['nfe']}</td><td class=\"num\">{r['fid']:.1f}</td>"
+                        f"<td class=\"num\">{r['nfe']}</td><td class=\"num\">{_figure(BY_KEY['fid'], r['fid'])}</td>"
                         f"<td class=\"num\">{r['samples_per_s']:.1f}</td><td class=\"num\">{r['n_generated']}</td></tr>")
     if not rows:
         return ""

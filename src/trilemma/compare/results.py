@@ -15,49 +15,17 @@ from trilemma import __version__
 from trilemma.checkpoints import write_json_atomic
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset
+from trilemma.metrics.catalogue import RESULT_COLUMNS, RESULT_METRICS
 
-# The per-family figures of results.json and results.csv, in this order.
-COLUMNS = (
-    "fid", "kid", "precision", "recall", "density", "coverage", "classes_covered", "num_classes",
-    "modes_covered", "num_modes", "high_quality_fraction", "sharpness", "samples_per_s", "nfe",
-    "train_seconds", "steps", "images_per_s", "parameters", "training_gflops_per_image",
-    "fraction_of_peak", "peak_memory_bytes", "training_state_bytes", "near_copy_fraction",
-    "label_agreement", "cas",
-)
+# The per-family figures of results.json and results.csv, in this order, and how each is read
+# from a family-and-seed record: both declared in trilemma.metrics.catalogue.
+COLUMNS = RESULT_COLUMNS
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures of one family-and-seed evaluation record."""
-    m, training, memory = record["metrics"], record["training"], record["memory"]
-    flops = training.get("flops_per_step")
-    batch = training.get("batch_size") or 1
-    return {
-        "fid": m.get("fid"),
-        "kid": m.get("kid_mean"),
-        "precision": m.get("precision"),
-        "recall": m.get("recall"),
-        "density": m.get("density"),
-        "coverage": m.get("coverage"),
-        "classes_covered": m.get("classes_covered"),
-        "num_classes": m.get("num_classes"),
-        "modes_covered": m.get("modes_covered"),
-        "num_modes": m.get("num_modes"),
-        "high_quality_fraction": m.get("high_quality_fraction"),
-        "sharpness": m.get("relative_sharpness"),
-        "samples_per_s": record["speed"]["samples_per_s"],
-        "nfe": record["speed"]["nfe"],
-        "train_seconds": training["train_seconds"],
-        "steps": training["steps"],
-        "images_per_s": training.get("images_per_s"),
-        "parameters": training["parameters"],
-        "training_gflops_per_image": flops / batch / 1e9 if flops else None,
-        "fraction_of_peak": training.get("fraction_of_peak"),
-        "peak_memory_bytes": memory.get("cuda_peak_bytes") or memory.get("process_peak_rss_bytes"),
-        "training_state_bytes": memory.get("training_state_bytes"),
-        "near_copy_fraction": m.get("near_copy_fraction_features", m.get("near_copy_fraction")),
-        "label_agreement": m.get("label_agreement"),  # conditional runs only
-        "cas": m.get("cas"),
-    }
+    """The headline figures of one family-and-seed evaluation record (runner's evaluation.json),
+    each read from where its declaration says."""
+    return {metric.results_column: metric.read(record) for metric in RESULT_METRICS}
 
 
 def _spread(values: list[Any]) -> tuple[Any, Any]:

@@ -40,14 +40,14 @@ from trilemma.errors import RunError
 from trilemma.evaluation import builtin_name, evaluate, fid_against_nfe
 from trilemma.families import family_class
 from trilemma.images import save_sample_picture
+from trilemma.metrics.catalogue import CURVE_KEYS
 from trilemma.metrics.features import FeatureCache, extractor_for
 from trilemma.metrics.speed import matmul_peak_gflops, training_cost
 from trilemma.sampling import generate, load_run
 from trilemma.training import Budget, train
 
 SETTINGS_FILE = "compare.json"
-CURVE_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage",
-                 "classes_covered", "modes_covered", "high_quality_fraction", "relative_sharpness")
+CURVE_METRICS = CURVE_KEYS  # the figures declared with curve=True
 
 
 class ComparisonInterrupted(Exception):

@@ -1,6 +1,7 @@
 """Measures of generated samples: fidelity, diversity, mode coverage, sharpness, memorisation.
 
-Definitions and the independent references they are tested against: METRICS.md.
+Definitions and the independent references they are tested against: METRICS.md. How each
+figure is labelled, written and reported: `trilemma.metrics.catalogue`.
 """
 
 from trilemma.metrics.classes import class_histogram, classifier_score
@@ -14,12 +15,21 @@ from trilemma.metrics.features import (
     extractor_for,
     frechet_name,
 )
-from trilemma.metrics.frechet import fid, frechet_distance, frechet_statistics
+from trilemma.metrics.frechet import (
+    fid,
+    frechet_bias_estimate,
+    frechet_distance,
+    frechet_statistics,
+)
 from trilemma.metrics.kernel import kid
 from trilemma.metrics.memorisation import memorisation
 from trilemma.metrics.modes import mode_statistics, mode_statistics_for
 from trilemma.metrics.prdc import prdc
-from trilemma.metrics.sharpness import laplacian_variance, relative_sharpness
+from trilemma.metrics.sharpness import (
+    laplacian_variance,
+    relative_sharpness,
+    sharpness_against_real,
+)
 
 __all__ = [
     "DomainClassifierExtractor",
@@ -32,6 +42,7 @@ __all__ = [
     "classifier_score",
     "extractor_for",
     "fid",
+    "frechet_bias_estimate",
     "frechet_distance",
     "frechet_name",
     "frechet_statistics",
@@ -42,4 +53,5 @@ __all__ = [
     "mode_statistics_for",
     "prdc",
     "relative_sharpness",
+    "sharpness_against_real",
 ]

@@ -74,3 +74,21 @@ def fid(real: ArrayLike, fake: ArrayLike) -> float:
     if real_mu.shape != fake_mu.shape:
         raise ValueError(f"feature dimensions differ: real {real_mu.size}, fake {fake_mu.size}")
     return frechet_distance(real_mu, real_sigma, fake_mu, fake_sigma)
+
+
+def frechet_bias_estimate(reference_features: ArrayLike, n_real: int, n_generated: int) -> float:
+    """The Fréchet distance expected between two independent samples, of sizes n_real and
+    n_generated, of the Gaussian fitted to `reference_features`: FD's bias at these n.
+
+    Second-order expansion with Σ's eigenvalues λ: (1/n_real + 1/n_generated) ·
+    [1.25 tr Σ + Σᵢⱼ λᵢλⱼ / (√λᵢ + √λⱼ)²]. For Σ = I in d dimensions that is
+    d(d + 5)/4 · (1/n_real + 1/n_generated), the d²/2n of METRICS.md at n_real = n_generated.
+    It approximates Gaussian features; real features only roughly.
+    """
+    _, sigma = frechet_statistics(reference_features)
+    eigenvalues = np.clip(np.linalg.eigvalsh((sigma + sigma.T) / 2), 0.0, None)
+    roots = np.sqrt(eigenvalues)
+    denominator = (roots[:, None] + roots[None, :]) ** 2
+    pair = np.divide(np.outer(eigenvalues, eigenvalues), denominator,
+                     out=np.zeros_like(denominator), where=denominator > 0)
+    return float((1 / n_real + 1 / n_generated) * (1.25 * eigenvalues.sum() + pair.sum()))

@@ -68,6 +68,19 @@ def laplacian_variance(images: np.ndarray | torch.Tensor) -> np.ndarray:
     return torch.cat(variances).numpy()
 
 
+def sharpness_against_real(
+    real_images: np.ndarray | torch.Tensor, fake_images: np.ndarray | torch.Tensor
+) -> dict[str, float | None]:
+    """Mean Laplacian variance of the real and of the generated images, and their ratio.
+
+    ``{"real", "generated", "relative"}``; ``relative`` is None when the real images are all
+    flat (zero variance), where the ratio has no meaning. `relative_sharpness` is this ratio.
+    """
+    real = float(laplacian_variance(real_images).mean())
+    generated = float(laplacian_variance(fake_images).mean())
+    return {"real": real, "generated": generated, "relative": generated / real if real else None}
+
+
 def relative_sharpness(
     real_images: np.ndarray | torch.Tensor, fake_images: np.ndarray | torch.Tensor
 ) -> float:
@@ -75,7 +88,7 @@ def relative_sharpness(
 
     1.0 means as sharp as the real images, below 1 blurrier, above 1 noisier or over-sharpened.
     """
-    real = float(laplacian_variance(real_images).mean())
-    if real == 0:
+    relative = sharpness_against_real(real_images, fake_images)["relative"]
+    if relative is None:
         raise ValueError("the real images have zero Laplacian variance (all flat)")
-    return float(laplacian_variance(fake_images).mean()) / real
+    return relative

@@ -1,0 +1,49 @@
+"""results.csv, results.json and the report's figure table of a real comparison hold every
+declared figure, each as the family's evaluation record gives it."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+
+import pytest
+
+from trilemma.metrics.catalogue import RESULT_METRICS
+
+
+def test_every_declared_column_is_in_results_csv_as_its_record_holds_it(small_comparison):
+    out, _ = small_comparison
+    with (out / "results.csv").open() as f:
+        header = next(csv.reader(f))
+    assert header == ["family", "seed", "fid_name", *(m.results_column for m in RESULT_METRICS)]
+    stored = json.loads((out / "results.json").read_text())
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 3
+    for row in rows:
+        run = out / "runs" / f"{row['family']}-seed{row['seed']}"
+        record = json.loads((run / "evaluation.json").read_text())
+        entry = stored["families"][row["family"]]
+        for metric in RESULT_METRICS:
+            value, cell = metric.read(record), row[metric.results_column]
+            assert entry[metric.results_column] == value, (row["family"], metric.key)
+            if value is None:
+                assert cell == "", (row["family"], metric.key)
+            else:
+                assert float(cell) == pytest.approx(value, rel=1e-5), (row["family"], metric.key)
+        # Unconditional image models: all but the conditional figures and those of 2-D mixtures.
+        missing = {m.key for m in RESULT_METRICS if m.read(record) is None}
+        assert missing == {"modes_covered", "num_modes", "high_quality_fraction",
+                           "label_agreement", "cas"}, row["family"]
+
+
+def test_report_shows_every_figure_the_families_have(small_comparison):
+    out, results = small_comparison
+    page = html.unescape((out / "report.html").read_text())
+    table = page[page.index("<h2>Every figure</h2>"):page.index("<h2>Quality against training")]
+    fid_name = results["families"]["vae"]["fid_name"]
+    for metric in RESULT_METRICS:
+        has_value = any(f.get(metric.results_column) is not None
+                        for f in results["families"].values())
+        if metric.within is None:
+            assert (f"<th>{metric.heading(fid_name)}</th>" in table) == has_value, metric.key
