@@ -112,7 +112,7 @@ def fid_against_nfe(results: dict[str, Any]) -> bytes | None:
             ax.plot([r["nfe"] for r in group], [r["fid"] for r in group], styles.get(sampler, "-"),
                     marker="o", color=_colour(name), label=f"{name}, {sampler}")
     ax.set(xscale="log", xlabel="network evaluations per sample (NFE, log)",
-           ylabel=f"{fid_name} (lower is better)", title="Diffusion: quality against sampling steps")
+           ylabel=f"{fid_name} (lower is better)", title="Quality against sampling steps")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _png(fig)

@@ -213,7 +213,7 @@ def render_report(results: dict[str, Any]) -> str:
         _img(figures.speed_quality(results), "quality against speed"),
     ]
     if nfe_png is not None:
-        parts += ["<h2>Diffusion: quality against network evaluations</h2>",
+        parts += ["<h2>Iterative samplers: quality against network evaluations</h2>",
                   _img(nfe_png, "FD against NFE"), _nfe_table(results)]
     parts += ["<h2>The folklore, checked</h2>", _claims(results), _capabilities(results),
               "<h2>Provenance</h2>", _provenance(results)]

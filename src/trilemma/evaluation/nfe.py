@@ -1,5 +1,5 @@
-"""Quality against network evaluations: a diffusion model's Fréchet distance and sampling speed
-for each sampler and step count, every point drawn with the same seed and scored against the
+"""Quality against network evaluations: an iterative model's Fréchet distance and sampling speed
+for each of its samplers and step counts, every point drawn with the same seed and scored against the
 same real reference, so that the rows differ only in the sampler."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from trilemma.metrics.kernel import kid
 from trilemma.metrics.modes import mode_statistics_for
 
 DDPM_EVALUATION_BUDGET = 100_000  # network evaluations (steps × n) one DDPM point may cost
+FAST_STEPS = (5, 10, 20, 50)  # any sampler but ancestral DDPM
 
 
 def default_nfe_steps(
@@ -37,14 +38,13 @@ def default_nfe_steps(
 ) -> dict[str, tuple[int, ...]]:
     """Step counts per sampler for an FD-against-NFE curve affordable on a 2-core CPU.
 
-    DDIM and DPM-Solver++ at 5, 10, 20 and 50 steps; ancestral DDPM at 100, 250 and 1000
-    only where steps × n stays within `ddpm_budget` network evaluations (all three for
-    n ≤ 100, only 100 steps for n ≤ 1000, none above).
+    Any sampler at 5, 10, 20 and 50 steps (`FAST_STEPS`); ancestral DDPM, which needs
+    hundreds, at 100, 250 and 1000 only where steps × n stays within `ddpm_budget` network
+    evaluations (all three for n ≤ 100, only 100 steps for n ≤ 1000, none above).
     """
-    fast = (5, 10, 20, 50)
     return {
-        "ddim": fast,
-        "dpm-solver++": fast,
+        "ddim": FAST_STEPS,
+        "dpm-solver++": FAST_STEPS,
         "ddpm": tuple(s for s in (100, 250, 1000) if s * n <= ddpm_budget),
     }
 
@@ -56,14 +56,14 @@ def _plan(samplers: Sequence[str], steps: Mapping[str, Sequence[int]] | Sequence
     if steps is not None:
         return {s: tuple(steps) for s in samplers}
     defaults = default_nfe_steps(n)
-    return {s: defaults.get(s, ()) for s in samplers}
+    return {s: defaults.get(s, FAST_STEPS) for s in samplers}
 
 
 def fid_against_nfe(
     family: Any,
     normalizer: Normalizer,
     dataset: Dataset,
-    samplers: Sequence[str] = ("ddpm", "ddim", "dpm-solver++"),
+    samplers: Sequence[str] | None = None,
     steps: Mapping[str, Sequence[int]] | Sequence[int] | None = None,
     n: int = 500,
     seed: int = 0,
@@ -74,8 +74,9 @@ def fid_against_nfe(
     batch_size: int = 500,
     cache: FeatureCache | None = None,
 ) -> list[dict[str, Any]]:
-    """Fréchet distance and sampling speed of a diffusion model for each sampler and step count.
+    """Fréchet distance and sampling speed of an iterative model for each sampler and step count.
 
+    `samplers`: some of the family's own (`Family.samplers`), all of them by default.
     For every (sampler, steps), n samples are drawn with the same `seed` and scored with the
     same extractor against the same real reference (features computed once), so the rows
     differ only in the sampler. `steps` maps sampler → step counts, or gives one list for all
@@ -84,9 +85,14 @@ def fid_against_nfe(
     FD is on raw coordinates, and a built-in mixture adds modes covered and high-quality
     fraction.
     """
-    if getattr(family, "default_sampler", None) is None:
-        raise UnsupportedRequest(f"the {family.name} family has no choice of sampler; an "
-                                 "FD-against-NFE curve needs a diffusion model")
+    if not family.samplers:
+        raise UnsupportedRequest(f"the {family.name} family samples in one pass; an FD-against-NFE "
+                                 "curve needs a family with a choice of samplers and steps")
+    samplers = tuple(family.samplers if samplers is None else samplers)
+    unknown = [s for s in samplers if s not in family.samplers]
+    if unknown:
+        raise UnsupportedRequest(f"the {family.name} family has no sampler {', '.join(unknown)} "
+                                 f"(its samplers: {', '.join(family.samplers)})")
     from trilemma.sampling import generate
 
     plan = _plan(samplers, steps, n)
