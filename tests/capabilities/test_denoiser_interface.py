@@ -20,7 +20,7 @@ from trilemma.capabilities.editing import denoise, img2img
 from trilemma.capabilities.inpainting import inpaint
 from trilemma.capabilities.interpolation import interpolate
 from trilemma.capabilities.inversion import ddim_invert, ddim_sample
-from trilemma.capabilities.superresolution import downsample, upscale, upsample
+from trilemma.capabilities.superresolution import downsample, upsample, upscale
 from trilemma.families import DataShape
 from trilemma.families.capabilities import Denoiser
 from trilemma.families.denoising import Denoised, VariancePreservingSchedule
@@ -116,7 +116,7 @@ def test_denoising_comes_near_the_best_possible_estimate(family):
     # The minimum mean squared error estimate from the noisy image, by Gaussian conditioning.
     gain = torch.linalg.solve(COVARIANCE + 0.16 * torch.eye(D), COVARIANCE)
     best = MEAN + (noisy.flatten(1) - MEAN) @ gain
-    rms = lambda estimate: (estimate.flatten(1) - x.flatten(1)).square().mean().sqrt().item()  # noqa: E731
+    rms = lambda estimate: (estimate.flatten(1) - x.flatten(1)).square().mean().sqrt().item()
     assert rms(cleaned) < 1.2 * rms(best) and rms(cleaned) < 0.6 * rms(noisy)
 
 
@@ -124,7 +124,7 @@ def test_upscaling_matches_the_low_resolution_image_and_adds_data_like_detail(fa
     x = _draw(32, 9)
     high = upscale(family, downsample(x), torch.Generator().manual_seed(10), steps=50)
     torch.testing.assert_close(downsample(high), downsample(x), rtol=0, atol=1e-5)
-    detail = lambda images: (images - upsample(downsample(images))).std().item()  # noqa: E731
+    detail = lambda images: (images - upsample(downsample(images))).std().item()
     assert 0.6 * detail(x) < detail(high) < 1.2 * detail(x)
 
 

@@ -9,9 +9,9 @@ import torch
 from scipy.stats import multivariate_normal
 from torch import nn
 
+from trilemma.capabilities.anomaly import encoder_scores
 from trilemma.data import Normalizer, load_data
 from trilemma.families import DataShape, build_family
-from trilemma.capabilities.anomaly import encoder_scores
 from trilemma.metrics.likelihood import importance_log_weights, iwae_bound, negative_log_likelihood
 
 
