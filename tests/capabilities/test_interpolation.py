@@ -24,7 +24,10 @@ def test_vae_path_ends_are_the_encodings_of_its_images(families, heldout):
     with torch.no_grad():
         mean_first, _ = vae.encode(x[:3])
         mean_last, _ = vae.encode(x[3:6])
-        assert torch.allclose(path.latents[:, 0], mean_first) and torch.allclose(path.latents[:, -1], mean_last)
+        # Encoded in one batch of 6 there, in two of 3 here: the convolutions' float32 rounding
+        # depends on the batch size, so the two agree to a few float32 ulps, not exactly.
+        torch.testing.assert_close(path.latents[:, 0], mean_first, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(path.latents[:, -1], mean_last, rtol=1e-5, atol=1e-5)
         assert torch.allclose(path.images[:, -1], vae.decode(mean_last), atol=1e-6)
     assert path.images.shape == (3, 6, 1, 8, 8)
 

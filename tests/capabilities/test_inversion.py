@@ -1,17 +1,14 @@
 import pytest
 
-from trilemma.capabilities.inversion import (
-    ddim_invert,
-    ddim_sample,
-    level_grid,
-    noise_level_timestep,
-)
+from trilemma.capabilities.inversion import ddim_invert, ddim_sample
 from trilemma.errors import UnsupportedRequest
+from trilemma.families import DataShape, build_family
 
 
 def test_level_grid_runs_from_clean_to_the_last_timestep():
-    assert level_grid(4, 999) == [0, 249, 499, 749, 999]
-    assert level_grid(1000, 999) == list(range(1000))
+    schedule = build_family("diffusion", DataShape("points", (2,))).noise_schedule
+    assert schedule.grid(4, 999) == [0, 249, 499, 749, 999]
+    assert schedule.grid(1000, 999) == list(range(1000))
 
 
 def test_ddim_inversion_then_sampling_reconstructs_the_image(families, heldout):
@@ -33,6 +30,6 @@ def test_inversion_needs_a_denoiser(families, heldout):
 
 def test_noise_level_matches_sigma(families):
     diffusion = families["diffusion"]
-    t = noise_level_timestep(diffusion, 0.4)
-    a = diffusion.forward_process.alphas_cumprod[t]
-    assert abs(((1 - a) / a).sqrt().item() - 0.4) < 0.01
+    schedule = diffusion.noise_schedule
+    t = schedule.level_for_ratio(0.4)
+    assert abs(schedule.sigma(t) / schedule.alpha(t) - 0.4) < 0.01

@@ -5,7 +5,7 @@ One small module per task; each asks the family which capability protocols it im
 family's name. A family lacking what a task needs gets `UnsupportedRequest` with one sentence.
 
 - `masks`: which pixels an inpainting request hides.
-- `inversion`: deterministic DDIM sampling and inversion for denoisers.
+- `inversion`: deterministic DDIM sampling and inversion for any `Denoiser`.
 - `inpainting`: RePaint (diffusion), clamped encode/decode (VAE), latent optimisation (GAN).
 - `interpolation`: spherical interpolation paths and their smoothness.
 - `editing`: image-to-image (SDEdit) and denoising; VAE reconstruction as the counterpart.
@@ -14,7 +14,7 @@ family's name. A family lacking what a task needs gets `UnsupportedRequest` with
 - `truncation`: the sweep of a family's fidelity/diversity knob (truncation, temperature, guidance).
 - `conditional`: class agreement and CAS of a conditional run.
 - `augmentation`: generated labelled data as augmentation for a small real set.
-- `files`, `inputs`: reading the user's image and label files against a run.
+- `files`: reading the user's image and label files against a run.
 """
 
 from __future__ import annotations

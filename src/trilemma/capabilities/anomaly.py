@@ -2,11 +2,11 @@
 
 The statistics follow what the model can do (its capability protocols), never its name:
 
-- `Encoder` (VAE): −log p(x) by the importance-weighted bound (Burda et al. 2016, eq. 8),
+- `Likelihood` (VAE): −log p(x) by the importance-weighted bound (Burda et al. 2016, eq. 8),
   in nats, with bits/dim, the reconstruction error of the posterior mean, and the posterior's
   KL divergence from the prior and its entropy beside it;
 - `Denoiser` (diffusion): the denoising error, ‖ε − ε̂(x_t, t)‖² averaged over a fixed set of
-  timesteps, the Monte-Carlo form of Ho et al.'s L_simple, a reweighted variational bound;
+  noise levels, the Monte-Carlo form of Ho et al.'s L_simple, a reweighted variational bound;
 - `Critic` (GAN): the negative discriminator logit on the un-augmented image.
 
 A likelihood is a poor anomaly score on its own: simple images (a thin "1", a blank page)
@@ -36,15 +36,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from trilemma.capabilities._common import family_device
 from trilemma.errors import UnsupportedRequest
-from trilemma.families.capabilities import Critic, Denoiser, Encoder
+from trilemma.families.capabilities import Critic, Denoiser, Likelihood
+from trilemma.metrics.likelihood import importance_log_weights
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
 def score_method(family: Any, typicality: bool = True) -> str:
     """What `anomaly_scores` computes for this family, in words (`typicality`: with a reference)."""
-    if isinstance(family, Encoder) and hasattr(family, "reconstruction_nll"):
+    if isinstance(family, Likelihood):
         statistic = "IWAE negative log-likelihood (nats), reconstruction error, KL and posterior entropy"
         return f"typicality of the {statistic}" if typicality else "IWAE negative log-likelihood (nats)"
     if isinstance(family, Denoiser):
@@ -85,14 +87,7 @@ def encoder_scores(family: Any, x_model: torch.Tensor, *, k: int = 32, batch_siz
         for c in classes:
             labels = None if c is None else c.expand(n).to(device)
             mean, log_variance = family.encode(x, labels)
-            std = (0.5 * log_variance).exp()
-            z = mean[:, None] + std[:, None] * eps[None]  # (n, k, latent)
-            x_rep = x.repeat_interleave(k, dim=0)
-            y_rep = None if labels is None else labels.repeat_interleave(k)
-            log_px_z = -family.reconstruction_nll(x_rep, family.decoder(z.flatten(0, 1), y_rep))
-            log_pz = -0.5 * (z.double().square() + _LOG_2PI).sum(2)
-            log_qz = -0.5 * (eps.double().square()[None] + log_variance.double()[:, None] + _LOG_2PI).sum(2)
-            log_w = log_px_z.view(n, k).double() + log_pz - log_qz
+            log_w = importance_log_weights(family, x, labels, mean, log_variance, eps)
             per_class.append(torch.logsumexp(log_w, dim=1) - math.log(k))
             if c is None or int(c) == 0:
                 reconstruction = family.decode(mean, labels)
@@ -112,31 +107,23 @@ def encoder_scores(family: Any, x_model: torch.Tensor, *, k: int = 32, batch_siz
 @torch.no_grad()
 def denoiser_scores(family: Any, x_model: torch.Tensor, *, timesteps: int = 10, batch_size: int = 128,
                     seed: int = 0) -> dict[str, np.ndarray]:
-    """``denoising_error``: mean over `timesteps` evenly spaced noise levels t of the per-dimension
-    ‖ε − ε̂(x_t, t)‖², with x_t = √ᾱ_t x + √(1 − ᾱ_t) ε and one seeded ε per level shared by
-    all images. For a v-prediction model ε̂ = √ᾱ_t v̂ + √(1 − ᾱ_t) x_t (Salimans & Ho 2022)."""
-    process = family.forward_process
-    total = int(process.config.num_train_timesteps)
-    levels = torch.linspace(0, total - 1, timesteps + 2)[1:-1].round().long()
+    """``denoising_error``: mean over `timesteps` noise levels, evenly spaced strictly between the
+    schedule's clean and noisy ends, of the per-dimension ‖ε − ε̂(x_t, t)‖², with
+    x_t = α_t x + σ_t ε and one seeded ε per level shared by all images; ε̂ is the denoiser's
+    unclipped, unconditional estimate."""
+    schedule = family.noise_schedule
+    levels = [schedule.level_at((i + 1) / (timesteps + 1)) for i in range(timesteps)]
     generator = torch.Generator("cpu").manual_seed(seed)
     noises = torch.randn((timesteps, *x_model.shape[1:]), generator=generator)
-    alphas_cumprod = process.alphas_cumprod.double()
-    null = family.config.data.num_classes  # the label dropped in training: the unconditional model
-    device = family.device
+    device = family_device(family)
     scores = []
     for part in _batches(len(x_model), batch_size):
         x0 = x_model[part].to(device)
-        n = len(x0)
-        labels = torch.full((n,), null, dtype=torch.long, device=device) if null else None
-        error = torch.zeros(n, dtype=torch.float64)
+        error = torch.zeros(len(x0), dtype=torch.float64)
         for t, noise in zip(levels, noises, strict=True):
-            a = float(alphas_cumprod[t])
             eps = noise.to(device).expand_as(x0)
-            x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
-            output, _ = family.model_output(x_t, t.to(device), labels, 1.0)
-            if process.config.prediction_type == "v_prediction":
-                output = math.sqrt(a) * output + math.sqrt(1 - a) * x_t
-            error += (output - eps).double().square().flatten(1).mean(1).cpu()
+            denoised = family.denoise(schedule.add_noise(x0, eps, t), t, None, 1.0, clip=False)
+            error += (denoised.eps - eps).square().flatten(1).mean(1).cpu()
         scores.append(error / timesteps)
     return {"denoising_error": torch.cat(scores).numpy()}
 
@@ -157,7 +144,7 @@ def critic_scores(family: Any, x_model: torch.Tensor, *, batch_size: int = 256) 
 
 def _statistics(family: Any, x_model: torch.Tensor, *, seed: int, k: int, timesteps: int,
                 batch_size: int) -> dict[str, np.ndarray]:
-    if isinstance(family, Encoder) and hasattr(family, "reconstruction_nll"):
+    if isinstance(family, Likelihood):
         return encoder_scores(family, x_model, k=k, batch_size=batch_size, seed=seed)
     if isinstance(family, Denoiser):
         return denoiser_scores(family, x_model, timesteps=timesteps, batch_size=batch_size, seed=seed)

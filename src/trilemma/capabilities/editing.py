@@ -1,11 +1,12 @@
 """Image-to-image and denoising.
 
-- `img2img` (SDEdit, Meng et al. 2022): noise the image with the forward process to level
-  t = strength · (T − 1), then run the reverse process from there; low strength keeps the
-  image's layout, high strength keeps little. A `Denoiser` does this; an `Encoder` (VAE)
-  answers with its reconstruction decode(E[z|x]), the counterpart that ignores strength.
+- `img2img` (SDEdit, Meng et al. 2022): noise the image with the forward process to the level
+  a share `strength` of the way to pure noise, then run the reverse process from there; low
+  strength keeps the image's layout, high strength keeps little. A `Denoiser` does this; an
+  `Encoder` (VAE) answers with its reconstruction decode(E[z|x]), the counterpart that ignores
+  strength.
 - `denoise`: an image with Gaussian pixel noise of std σ (in [0, 1] pixel units, so 2σ in
-  model units) is, scaled by √ᾱ_t, a sample of x_t at the level where √((1 − ᾱ_t)/ᾱ_t) = 2σ
+  model units) is, scaled by α_t, a sample of x_t at the level where σ_t / α_t = 2σ
   (Kadkhodaie & Simoncelli 2021; the SDEdit view of Meng et al. 2022); the reverse process
   runs from that level. An `Encoder` again answers with its reconstruction.
 """
@@ -17,12 +18,7 @@ from typing import Any
 import torch
 
 from trilemma.capabilities._common import batches, check_labels, family_name
-from trilemma.capabilities.inversion import (
-    alphas_cumprod,
-    ddim_sample,
-    noise_level_timestep,
-    num_train_timesteps,
-)
+from trilemma.capabilities.inversion import ddim_sample
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import randn
 from trilemma.families.capabilities import Denoiser, Encoder
@@ -51,19 +47,19 @@ def img2img(
     labels: torch.Tensor | None = None, *, steps: int = 50, eta: float = 0.0, guidance: float = 1.0,
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """SDEdit: forward-noise x to t = strength · (T − 1), then `round(steps · strength)` reverse
-    DDIM steps (η = 0 deterministic after the noising; η = 1 ancestral)."""
+    """SDEdit: forward-noise x to the level `strength` of the way along the schedule (for
+    diffusion t = strength · (T − 1)), then `round(steps · strength)` reverse DDIM steps (η = 0
+    deterministic after the noising; η = 1 ancestral)."""
     if not 0 < strength <= 1:
         raise UnsupportedRequest(f"strength must lie in (0, 1], not {strength}")
     labels = check_labels(family, labels, len(x))
     if editing_method(family, "image-to-image") == "reconstruction":
         return reconstruct(family, x, labels)
-    t_start = max(1, round(strength * (num_train_timesteps(family) - 1)))
-    a = alphas_cumprod(family, x.device)[t_start]
+    schedule = family.noise_schedule
+    t_start = schedule.level_at(strength)
     out = []
     for part in batches(len(x), batch_size):
-        noise = randn(x[part].shape, generator, x.device).double()
-        x_t = (a.sqrt() * x[part].double() + (1 - a).sqrt() * noise).float()
+        x_t = schedule.add_noise(x[part], randn(x[part].shape, generator, x.device), t_start).float()
         out.append(ddim_sample(family, x_t, max(1, round(steps * strength)),
                                None if labels is None else labels[part], t_start, guidance, eta, generator))
     return torch.cat(out)
@@ -75,20 +71,20 @@ def denoise(
     labels: torch.Tensor | None = None, *, steps: int = 50, guidance: float = 1.0, batch_size: int = 256,
 ) -> torch.Tensor:
     """Remove Gaussian noise of std `sigma` (pixel units, images in [0, 1]) from x_noisy
-    (model space): DDIM from the matching level, steps scaled by that level's share of T."""
+    (model space): DDIM from the matching level, steps scaled by that level's share of the
+    schedule."""
     if not sigma > 0:
         raise UnsupportedRequest(f"sigma must be positive, not {sigma}")
     labels = check_labels(family, labels, len(x_noisy))
     if editing_method(family, "denoising") == "reconstruction":
         return reconstruct(family, x_noisy, labels)
-    t = noise_level_timestep(family, 2.0 * sigma)
-    if t == 0:
+    schedule = family.noise_schedule
+    t = schedule.level_for_ratio(2.0 * sigma)
+    if t == schedule.clean:
         return x_noisy.clone()
-    a = alphas_cumprod(family, x_noisy.device)[t]
-    share = t / (num_train_timesteps(family) - 1)
     out = []
     for part in batches(len(x_noisy), batch_size):
-        x_t = (a.sqrt() * x_noisy[part].double()).float()
-        out.append(ddim_sample(family, x_t, max(1, round(steps * share)),
+        x_t = (schedule.alpha(t) * x_noisy[part].double()).float()
+        out.append(ddim_sample(family, x_t, max(1, round(steps * schedule.fraction(t))),
                                None if labels is None else labels[part], t, guidance))
     return torch.cat(out)

@@ -22,16 +22,10 @@ from typing import Any
 import torch
 
 from trilemma.capabilities._common import batches, call_with_options, check_labels, family_name
-from trilemma.capabilities.inversion import (
-    alphas_cumprod,
-    ddim_update,
-    level_grid,
-    num_train_timesteps,
-    predict,
-)
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import randn
 from trilemma.families.capabilities import Denoiser, Encoder, LatentGenerator
+from trilemma.families.denoising import Denoised, ddim_step
 
 
 def inpainting_method(family: object) -> str:
@@ -123,40 +117,38 @@ def _repaint_chains(family, known, hidden, generator, labels, *, steps, resample
                     reconstruction_guidance, eta):
     """One RePaint chain per image of `known` (model space); returns its final x̂0, of which the
     hidden region is the fill."""
-    a = alphas_cumprod(family, known.device)
-    levels = level_grid(steps, num_train_timesteps(family) - 1)
+    schedule = family.noise_schedule
     known = known.double()
     sample = randn(known.shape, generator, known.device).double()
-    for t, s in pairwise(reversed(levels)):
+    for t, s in pairwise(reversed(schedule.grid(steps))):
         for round_trip in range(resample):
             if reconstruction_guidance > 0:
-                x0_hat, eps, gradient = _guided_prediction(family, sample, t, labels, guidance, known, hidden)
+                denoised, gradient = _guided_prediction(family, sample, t, labels, guidance, known, hidden)
             else:
-                x0_hat, eps = predict(family, sample.float(), t, labels, guidance)
-            unknown_part = ddim_update(x0_hat, eps, a[t], a[s], eta=eta, generator=generator)
+                denoised = family.denoise(sample, t, labels, guidance)
+            unknown_part = ddim_step(schedule, denoised, t, s, eta=eta, generator=generator)
             if reconstruction_guidance > 0:
                 unknown_part = unknown_part - reconstruction_guidance * gradient
-            known_part = a[s].sqrt() * known + (1 - a[s]).sqrt() * randn(known.shape, generator, known.device)
+            known_part = schedule.add_noise(known, randn(known.shape, generator, known.device), s)
             previous = torch.where(hidden, unknown_part, known_part)
             if round_trip < resample - 1:  # back up one step: q(x_t | x_s)
-                ratio = a[t] / a[s]
-                sample = ratio.sqrt() * previous + (1 - ratio).sqrt() * randn(known.shape, generator, known.device)
+                scale, std = schedule.transition(s, t)
+                sample = scale * previous + std * randn(known.shape, generator, known.device)
         sample = previous
-    x0_hat, _ = predict(family, sample.float(), 0, labels, guidance)
-    return x0_hat.float()
+    return family.denoise(sample, schedule.clean, labels, guidance).x0.float()
 
 
-def _guided_prediction(family, sample, t, labels, guidance, known, hidden):
-    """predict() at x_t, and the gradient of ‖m ⊙ (x − x̂0(x_t))‖ with respect to x_t."""
+def _guided_prediction(family, sample, t, labels, guidance, known, hidden) -> tuple[Denoised, torch.Tensor]:
+    """The denoiser's answer at x_t, clipped, and the gradient of ‖m ⊙ (x − x̂0(x_t))‖ with
+    respect to x_t (through the unclipped x̂0, whose gradient clipping would cut)."""
     with torch.enable_grad():
         x_t = sample.float().requires_grad_(True)
-        x0_hat, _ = predict(family, x_t, t, labels, guidance, clip=False)
-        error = ((x0_hat - known) * ~hidden).flatten(1).norm(dim=1)
+        denoised = family.denoise(x_t, t, labels, guidance, clip=False)
+        error = ((denoised.x0 - known) * ~hidden).flatten(1).norm(dim=1)
         (gradient,) = torch.autograd.grad(error.sum(), x_t)
-    a = alphas_cumprod(family, sample.device)[t]
-    x0_hat = x0_hat.detach().clamp(-1, 1)  # as predict(clip=True), without a second evaluation
-    eps = (sample.double() - a.sqrt() * x0_hat) / (1 - a).sqrt()
-    return x0_hat, eps, gradient.double()
+    unclipped = Denoised(denoised.x0.detach(), denoised.eps.detach(), denoised.nfe)
+    schedule = family.noise_schedule
+    return unclipped.clipped(sample, schedule.alpha(t), schedule.sigma(t)), gradient.double()
 
 
 @torch.no_grad()

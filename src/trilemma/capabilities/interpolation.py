@@ -4,7 +4,8 @@ Each family walks a spherical path (slerp, Shoemake 1985; as used for generative
 White 2016) between two end latents, taken from its own latent space:
 - an `Encoder` (VAE) between the posterior means of two real images (or two prior draws);
 - a `Denoiser` (diffusion) between the deterministic DDIM inversions of two real images (or
-  two Gaussian noises), each point sampled back with deterministic DDIM (Song et al. 2021);
+  two Gaussian noises) at the end of its noise schedule, each point sampled back with
+  deterministic DDIM (Song et al. 2021);
 - a `LatentGenerator` (GAN) between two prior draws (or latents fitted to two real images).
 The path's first and last latents are exactly the end latents.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trilemma.capabilities._common import check_labels, family_name
+from trilemma.capabilities._common import check_labels, family_device, family_name
 from trilemma.capabilities.inpainting import fit_latents
 from trilemma.capabilities.inversion import ddim_invert, ddim_sample
 from trilemma.errors import UnsupportedRequest
@@ -62,7 +63,7 @@ def interpolate(
         pairs = len(images)
     labels = check_labels(family, labels, pairs)
     pair_labels = None if labels is None else labels.repeat(2)  # first ends, then last ends
-    device = next(family.parameters()).device
+    device = family_device(family)
     ends = None if images is None else torch.cat([images[:, 0], images[:, 1]]).to(device)
     fractions = torch.linspace(0, 1, steps)
 

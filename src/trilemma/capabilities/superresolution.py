@@ -1,7 +1,7 @@
 """×2 super-resolution with an unconditional diffusion model trained at the high resolution,
 without training: ILVR (Choi et al. 2021). At each reverse step the low-frequency part of the
 sample is replaced by that of the reference noised to the same level,
-x ← x − φ(x) + φ(y_s), φ = up ∘ down, y_s = √ᾱ_s up(y) + √(1 − ᾱ_s) ε,
+x ← x − φ(x) + φ(y_s), φ = up ∘ down, y_s = α_s up(y) + σ_s ε,
 with down = 2×2 average pooling and up = nearest neighbour, so that down(up(y)) = y. A final
 Euclidean projection onto {down(x) = y} ∩ [−1, 1] makes down(output) = y up to float rounding,
 and `to_consistent_pixels` rounds to uint8 so that each 2×2 block's mean equals the
@@ -18,16 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from trilemma.capabilities._common import batches
-from trilemma.capabilities.inversion import (
-    alphas_cumprod,
-    ddim_update,
-    level_grid,
-    num_train_timesteps,
-    predict,
-    require_denoiser,
-)
+from trilemma.capabilities.inversion import require_denoiser
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import randn
+from trilemma.families.denoising import ddim_step
 
 FACTOR = 2
 
@@ -75,19 +69,17 @@ def upscale(
     if tuple(low.shape[1:]) != expected or shape[1] % FACTOR or shape[2] % FACTOR:
         raise UnsupportedRequest(f"low-resolution images must be {expected[1]}x{expected[2]} with {expected[0]} "
                                  f"channel(s) (half the run's {shape[1]}x{shape[2]}), not {tuple(low.shape[1:])}")
-    a = alphas_cumprod(family, low.device)
-    levels = level_grid(steps, num_train_timesteps(family) - 1)
+    schedule = family.noise_schedule
     out = []
     for part in batches(len(low), batch_size):
         reference = upsample(low[part]).double()
         x = randn((len(reference), *shape), generator, low.device).double()
-        for t, s in pairwise(reversed(levels)):
-            x0_hat, eps = predict(family, x.float(), t, None)
-            x = ddim_update(x0_hat, eps, a[t], a[s], eta, generator)
-            noised = a[s].sqrt() * reference + (1 - a[s]).sqrt() * randn(x.shape, generator, low.device)
+        for t, s in pairwise(reversed(schedule.grid(steps))):
+            x = ddim_step(schedule, family.denoise(x, t), t, s, eta, generator)
+            noised = schedule.add_noise(reference, randn(x.shape, generator, low.device), s)
             x = x - upsample(downsample(x)) + upsample(downsample(noised))
-        x0_hat, _ = predict(family, x.float(), 0, None)
-        out.append(project(x0_hat.double(), low[part].double()).float())
+        x0_hat = family.denoise(x, schedule.clean).x0
+        out.append(project(x0_hat, low[part].double()).float())
     return torch.cat(out)
 
 

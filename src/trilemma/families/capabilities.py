@@ -8,9 +8,12 @@ family's name. A family gains a capability by having the methods, nothing else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
+
+if TYPE_CHECKING:
+    from trilemma.families.denoising import Denoised, Level, NoiseSchedule
 
 
 @runtime_checkable
@@ -22,6 +25,20 @@ class Encoder(Protocol):
         ...
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        ...
+
+
+@runtime_checkable
+class Likelihood(Encoder, Protocol):
+    """An `Encoder` whose decoder defines a normalised p(x|z) under a standard normal prior, so
+    that log p(x) has an importance-weighted bound (Burda et al. 2016; `metrics.likelihood`):
+    ``decoder(z, labels)`` gives the likelihood's parameters and ``reconstruction_nll(x,
+    decoded)`` −log p(x|z) per sample, in nats (the VAE)."""
+
+    def decoder(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        ...
+
+    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         ...
 
 
@@ -44,18 +61,21 @@ class Critic(Protocol):
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """A noise-conditional network over a fixed forward process (diffusion): ``forward_process``
-    is a diffusers scheduler holding alphas_cumprod, ``model_output`` the (guided) prediction
-    at timestep t, ``make_scheduler`` a fresh sampler of diffusers."""
+    """An iterative family's denoiser, in the shape of EDM's D(x; σ) (Karras et al. 2022):
+    ``noise_schedule`` gives α_t and σ_t of x_t = α_t x0 + σ_t ε and their inverses, and
+    ``denoise(x_t, t, labels, guidance)`` the predicted clean sample x̂0 and noise ε̂ there
+    (`trilemma.families.denoising`). DDIM sampling and inversion, RePaint, SDEdit, denoising,
+    ILVR and the denoising-error anomaly score use these two and nothing else, so a family that
+    supplies them has all of those. ``labels=None`` asks a conditional model for its
+    unconditional prediction; ``guidance`` w is the classifier-free guidance weight (1 = none);
+    ``clip`` clamps x̂0 to [−1, 1]."""
 
-    forward_process: Any
+    noise_schedule: NoiseSchedule
 
-    def model_output(
-        self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, guidance: float
-    ) -> tuple[torch.Tensor, int]:
-        ...
-
-    def make_scheduler(self, sampler: str) -> Any:
+    def denoise(
+        self, x_t: torch.Tensor, t: Level, labels: torch.Tensor | None = None, guidance: float = 1.0,
+        clip: bool = True,
+    ) -> Denoised:
         ...
 
 

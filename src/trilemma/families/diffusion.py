@@ -2,7 +2,10 @@
 
 The forward process and the samplers are Hugging Face diffusers' schedulers (pure maths
 objects); this module owns the denoiser, the training objective and the sampling loop that
-composes the two.
+composes the two. For everything else that denoises (inversion, inpainting, editing, …) the
+family offers the generic interface of `trilemma.families.denoising`: its `noise_schedule`,
+built once from the diffusers scheduler, and `denoise`, which turns the network's ε or v into
+x̂0 and ε̂.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from trilemma.distributed import per_sample, randn_like
 from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
 from trilemma.families.capabilities import Knob
+from trilemma.families.denoising import Denoised, Level, VariancePreservingSchedule
 from trilemma.families.registry import register
 from trilemma.nets.mlp import ResidualMLPDenoiser
 from trilemma.nets.unet import UNet, UNetConfig
@@ -94,6 +98,7 @@ class Diffusion(Family):
                 config.fourier_features, config.fourier_scale,
             )
         self.forward_process = self.make_scheduler("ddpm")
+        self.noise_schedule = VariancePreservingSchedule.from_scheduler(self.forward_process)
         alphas_cumprod = self.forward_process.alphas_cumprod.float()
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
 
@@ -206,6 +211,26 @@ class Diffusion(Family):
     def sampling_provenance(self, **options):
         sampler, steps = self._sampler_and_steps(options.get("sampler"), options.get("steps"))
         return {"sampler": sampler, "sampler_steps": steps}
+
+    def denoise(
+        self, x_t: torch.Tensor, t: Level, labels: torch.Tensor | None = None, guidance: float = 1.0,
+        clip: bool = True,
+    ) -> Denoised:
+        """x̂0 and ε̂ at level t from the network's output, whatever it predicts (lucidrains'
+        ``model_predictions``). With x_t = α x0 + σ ε, α² + σ² = 1 and v = α ε − σ x0 (Salimans
+        & Ho 2022): x0 = α x_t − σ v and ε = σ x_t + α v; for ε-prediction
+        x0 = (x_t − σ ε) / α. With `clip`, an image's x̂0 is clamped to [−1, 1] and ε̂ recomputed
+        from it (`Denoised.clipped`), as diffusers' samplers do; points are unbounded and never
+        clamped. Differentiable in x_t (reconstruction guidance needs that)."""
+        x_t = x_t.float()  # the network's dtype; the maths below uses the very x_t it saw
+        alpha, sigma = self.noise_schedule.alpha(t), self.noise_schedule.sigma(t)
+        output, nfe = self.model_output(x_t, torch.tensor([int(t)], device=x_t.device), labels, guidance)
+        output, x = output.double(), x_t.double()
+        if self.config.prediction == "v":
+            denoised = Denoised(alpha * x - sigma * output, sigma * x + alpha * output, nfe)
+        else:
+            denoised = Denoised((x - sigma * output) / alpha, output, nfe)
+        return denoised.clipped(x, alpha, sigma) if clip and self.config.data.is_image else denoised
 
     @torch.no_grad()
     def sample(self, n, generator, labels=None, **options):

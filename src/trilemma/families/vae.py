@@ -81,12 +81,12 @@ class VAE(Family):
         return self
 
     def networks(self) -> dict[str, nn.Module]:
-        # The whole model is one network (forward = the negative ELBO), so the points model's
+        # The whole model is one network (forward = the ELBO's terms), so the points model's
         # loose log_scale parameter is averaged by DDP along with the encoder and decoder.
         return {"vae": self}
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
-        return self.negative_elbo(x, labels)
+        return self.elbo_terms(x, labels)
 
     # Encoding and decoding (the VAE's own capabilities).
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None):
@@ -113,15 +113,26 @@ class VAE(Family):
         z = (x - decoded) / log_scale.exp()
         return (0.5 * z.square() + log_scale + 0.5 * math.log(2 * math.pi)).sum(1)
 
-    def negative_elbo(self, x: torch.Tensor, labels: torch.Tensor | None = None, beta: float | None = None):
-        """Per-sample reconstruction NLL and KL(q(z|x) || N(0, I)); loss = rec + β KL."""
+    def elbo_terms(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        """The two terms of the negative ELBO per sample, from one reparameterised draw
+        z ~ q(z|x) (Kingma & Welling 2014, eq. 7): the reconstruction NLL −log p(x|z) and
+        KL(q(z|x) ‖ N(0, I)), both in nats."""
         mean, log_variance = self.encode(x, labels)
         z = mean + randn_like(mean) * (0.5 * log_variance).exp()
         reconstruction = self.reconstruction_nll(x, self.decoder(z, labels))
         kl = 0.5 * (mean.square() + log_variance.exp() - 1 - log_variance).sum(1)
         return reconstruction, kl
 
+    def negative_elbo(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, beta: float | None = None
+    ) -> torch.Tensor:
+        """Per-sample −ELBO_β = reconstruction NLL + β KL (Higgins et al. 2017), one draw of z;
+        β defaults to the model's own (β = 1: the plain negative ELBO, an upper bound on −log p(x))."""
+        reconstruction, kl = self.elbo_terms(x, labels)
+        return reconstruction + (self.config.beta if beta is None else beta) * kl
+
     def training_step(self, x, labels, optimizers):
+        # Through the (possibly DDP-wrapped) network, whose forward gives the two terms to log.
         reconstruction, kl = self.net("vae")(x, labels)
         loss = (reconstruction + self.config.beta * kl).mean()
         self.optimize(loss, optimizers["vae"])

@@ -8,8 +8,10 @@ z₁ … z_k drawn independently from the encoder q(z|x),
 L₁ is the ELBO, L_k never decreases with k (their theorem 1) and L_k → log p(x) as k → ∞
 when p(x, z)/q(z|x) is bounded. Any model with ``encode(x, labels) -> (mean, log_variance)``
 of a diagonal Gaussian q(z|x), ``decoder(z, labels)`` and ``reconstruction_nll(x, decoded)``
-= −log p(x|z) per sample, and a standard normal prior — `trilemma.families.vae.VAE` — can
-be scored.
+= −log p(x|z) per sample, and a standard normal prior — the `Likelihood` protocol of
+`trilemma.families.capabilities`, which `trilemma.families.vae.VAE` implements — can be
+scored. `importance_log_weights` is the one place the weights are computed; the anomaly score
+(`trilemma.capabilities.anomaly`) uses it too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,26 @@ def _is_image_model(vae: Any) -> bool:
     return bool(getattr(data, "is_image", False))
 
 
+def importance_log_weights(
+    model: Any, x: torch.Tensor, labels: torch.Tensor | None, mean: torch.Tensor,
+    log_variance: torch.Tensor, eps: torch.Tensor,
+) -> torch.Tensor:
+    """The log importance weights of eq. 8, log wᵢ = log p(x|zᵢ) + log p(zᵢ) − log q(zᵢ|x),
+    for zᵢ = μ + σ εᵢ from the posterior (`mean`, `log_variance`) of each row of `x`: (n, k)
+    float64. `eps` is (n, k, latent), a draw per row, or (k, latent), one draw shared by every
+    row (the anomaly score's, so that a score does not depend on the batch it is in)."""
+    eps = eps.to(device=mean.device, dtype=mean.dtype).expand(len(x), *eps.shape[-2:])
+    count = eps.shape[1]
+    z = mean[:, None] + (0.5 * log_variance).exp()[:, None] * eps
+    x_rep = x.repeat_interleave(count, dim=0)
+    y_rep = None if labels is None else labels.repeat_interleave(count, dim=0)
+    log_px_z = -model.reconstruction_nll(x_rep, model.decoder(z.reshape(len(x) * count, -1), y_rep))
+    log_pz = -0.5 * (z.double().square() + _LOG_2PI).sum(dim=2)
+    # z − mean = std · eps, so the Gaussian exponent of q is eps² exactly.
+    log_qz = -0.5 * (eps.double().square() + log_variance.double()[:, None] + _LOG_2PI).sum(dim=2)
+    return log_px_z.view(len(x), count).double() + log_pz - log_qz
+
+
 @torch.no_grad()
 def _log_weights(
     vae: Any,
@@ -43,7 +65,7 @@ def _log_weights(
     labels: torch.Tensor | None,
     seed: int,
 ) -> torch.Tensor:
-    """log p(x|zᵢ) + log p(zᵢ) − log q(zᵢ|x) for k draws zᵢ ~ q(z|x) per sample: (n, k) float64.
+    """`importance_log_weights` of k draws per sample, each sample its own: (n, k) float64.
 
     Noise is drawn on the CPU from `seed` (as the sampling path does), so a bound is the same
     number on any device up to float rounding.
@@ -65,23 +87,11 @@ def _log_weights(
             x = x_model[start:start + rows_per_pass].to(device)
             y = None if labels is None else labels[start:start + rows_per_pass].to(device)
             mean, log_variance = vae.encode(x, y)
-            std = (0.5 * log_variance).exp()
             chunks = []
             for first in range(0, k, samples_per_pass):
                 count = min(samples_per_pass, k - first)
                 eps = torch.randn((len(x), count, mean.shape[1]), generator=generator)
-                eps = eps.to(device=device, dtype=mean.dtype)
-                z = mean[:, None] + std[:, None] * eps
-                x_rep = x.repeat_interleave(count, dim=0)
-                y_rep = None if y is None else y.repeat_interleave(count, dim=0)
-                flat_z = z.reshape(len(x) * count, -1)
-                log_px_z = -vae.reconstruction_nll(x_rep, vae.decoder(flat_z, y_rep))
-                log_px_z = log_px_z.view(len(x), count).double()
-                log_pz = -0.5 * (z.double().square() + _LOG_2PI).sum(dim=2)
-                # z − mean = std · eps, so the Gaussian exponent of q is eps² exactly.
-                log_qz = -0.5 * (eps.double().square() + log_variance.double()[:, None]
-                                 + _LOG_2PI).sum(dim=2)
-                chunks.append((log_px_z + log_pz - log_qz).cpu())
+                chunks.append(importance_log_weights(vae, x, y, mean, log_variance, eps).cpu())
             rows.append(torch.cat(chunks, dim=1))
     finally:
         vae.train(was_training)
