@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trilemma.cli_types import positive_int
+from trilemma.cli.arguments import positive_int
 from trilemma.errors import DataError, UnsupportedRequest
 
 
@@ -36,7 +36,7 @@ def _output(path: str | None, option: str, suffix: str | None = None) -> Path | 
 def _write_json(path: Path | None, result: dict[str, Any]) -> None:
     if path is not None:
         from trilemma.checkpoints import write_json_atomic
-        from trilemma.evaluate_cli import _jsonable
+        from trilemma.cli.evaluate import _jsonable
 
         write_json_atomic(path, _jsonable(result))
         print(f"results in {path}")

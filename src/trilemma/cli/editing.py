@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trilemma.cli_types import positive_int
+from trilemma.cli.arguments import positive_int
 from trilemma.errors import UnsupportedRequest
 
 

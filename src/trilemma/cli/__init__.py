@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from trilemma.cli_types import positive_float, positive_int
+from trilemma.cli.arguments import positive_float, positive_int
 from trilemma.errors import TrilemmaError, UnsupportedRequest
 
 
@@ -160,13 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=cmd_sample)
-    from trilemma.evaluate_cli import add_evaluate_parser
+    from trilemma.cli.evaluate import add_evaluate_parser
     add_evaluate_parser(commands)
-    from trilemma.compare_cli import add_compare_parser
+    from trilemma.cli.compare import add_compare_parser
     add_compare_parser(commands)
-    from trilemma.capabilities_cli import add_editing_parsers
+    from trilemma.cli.editing import add_editing_parsers
     add_editing_parsers(commands)
-    from trilemma.scoring_cli import add_scoring_parsers
+    from trilemma.cli.scoring import add_scoring_parsers
     add_scoring_parsers(commands)
     return parser
 

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from trilemma.cli_types import positive_int
+from trilemma.cli.arguments import positive_int
 from trilemma.errors import DataError, UnsupportedRequest
 
 # Labels for the printed table; a metric not listed here is printed under its own key.
