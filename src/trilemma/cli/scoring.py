@@ -11,34 +11,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trilemma.cli.arguments import positive_int
+from trilemma.cli.arguments import float_list, output_file, positive_int
 from trilemma.errors import DataError, UnsupportedRequest
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text}") from None
-
-
-def _output(path: str | None, option: str, suffix: str | None = None) -> Path | None:
-    if path is None:
-        return None
-    out = Path(path)
-    if suffix and out.suffix.lower() != suffix:
-        raise UnsupportedRequest(f"{option} {out}: the file must end in {suffix}")
-    if not out.parent.exists():
-        raise UnsupportedRequest(f"{option} {out}: folder {out.parent} does not exist")
-    return out
 
 
 def _write_json(path: Path | None, result: dict[str, Any]) -> None:
     if path is not None:
-        from trilemma.checkpoints import write_json_atomic
-        from trilemma.cli.evaluate import _jsonable
+        from trilemma.io import jsonable, write_json
 
-        write_json_atomic(path, _jsonable(result))
+        write_json(path, jsonable(result))
         print(f"results in {path}")
 
 
@@ -70,12 +51,11 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
 
     from trilemma.capabilities.anomaly import auroc, score_images, score_method
     from trilemma.capabilities.files import read_binary_labels, read_image_file
-    from trilemma.data import _parse_classes as parse_classes
-    from trilemma.data import load_data
+    from trilemma.data import load_data, parse_classes
     from trilemma.sampling import load_run
 
-    out = _output(args.out, "--out", ".csv")
-    json_out = _output(args.json_out, "--json")
+    out = output_file(args.out, "--out", ".csv")
+    json_out = output_file(args.json_out, "--json")
     if (args.images is None) == (args.data is None):
         raise UnsupportedRequest("give the images to score: --images FILE.npz or --data SPEC (its held-out split)")
     if args.labels and args.anomalous_classes:
@@ -145,7 +125,7 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
 def cmd_truncation(args: argparse.Namespace) -> None:
     from trilemma.capabilities.truncation import fidelity_sweep, format_sweep, knob_of
 
-    json_out = _output(args.json_out, "--json")
+    json_out = output_file(args.json_out, "--json")
     run, dataset = _load(args.run_dir, args.device, args.data)
     knob_of(run.family)
     result = fidelity_sweep(run, dataset, values=args.values, n=args.n, seed=args.seed,
@@ -159,7 +139,7 @@ def cmd_truncation(args: argparse.Namespace) -> None:
 def cmd_conditional(args: argparse.Namespace) -> None:
     from trilemma.capabilities.conditional import conditional_accuracy, require_conditional
 
-    json_out = _output(args.json_out, "--json")
+    json_out = output_file(args.json_out, "--json")
     run, dataset = _load(args.run_dir, args.device, args.data)
     require_conditional(run, "conditional")
     result = conditional_accuracy(run, dataset, per_class=args.per_class, seed=args.seed, cas=not args.no_cas,
@@ -180,7 +160,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     from trilemma.capabilities.augmentation import augmentation_table, format_augmentation
     from trilemma.capabilities.conditional import require_conditional
 
-    json_out = _output(args.json_out, "--json")
+    json_out = output_file(args.json_out, "--json")
     loaded = [_load(run_dir, args.device, args.data) for run_dir in args.run_dirs]
     for run, _ in loaded:
         require_conditional(run, "augment")
@@ -232,7 +212,7 @@ def add_scoring_parsers(commands: Any) -> None:
     p = commands.add_parser("truncation", help="sweep the fidelity/diversity knob (GAN truncation, VAE "
                             "temperature, diffusion guidance): precision and recall per value")
     p.add_argument("run_dir")
-    p.add_argument("--values", type=_floats, help="knob values, e.g. 0.25,0.5,0.75,1.0 (default: the family's)")
+    p.add_argument("--values", type=float_list, help="knob values, e.g. 0.25,0.5,0.75,1.0 (default: the family's)")
     p.add_argument("--n", type=positive_int, default=1000, help="samples per value (default 1000)")
     sampling(p)
     p.set_defaults(run=cmd_truncation)
