@@ -39,6 +39,7 @@ from trilemma.device import DTYPES, describe_device, resolve_device, resolve_pre
 from trilemma.errors import RunError
 from trilemma.evaluation import builtin_name, evaluate, fid_against_nfe
 from trilemma.images import save_sample_picture
+from trilemma.io import write_npz
 from trilemma.metrics.features import FeatureCache, extractor_for
 from trilemma.metrics.speed import matmul_peak_gflops, training_cost
 from trilemma.sampling import generate, load_run
@@ -201,12 +202,8 @@ class _FamilyRunner:
         }
         result = self._score(samples.x, provenance, samples.y)
         if distributed.is_main():
-            arrays = {"x": samples.x, "provenance": np.array(json.dumps(provenance))}
-            if samples.y is not None:
-                arrays["y"] = samples.y
-            tmp = self.run_dir / ".samples.tmp.npz"
-            np.savez(tmp, **arrays)
-            os.replace(tmp, self.run_dir / "samples.npz")
+            arrays = {"x": samples.x} if samples.y is None else {"x": samples.x, "y": samples.y}
+            write_npz(self.run_dir / "samples.npz", arrays, provenance)
             save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
 
         cost = training_cost(self.run_dir, peak_gflops=self.peak_gflops)
