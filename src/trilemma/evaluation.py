@@ -28,13 +28,13 @@ import torch
 from trilemma.data import BUILTIN_NAMES, Dataset, Normalizer
 from trilemma.data.mixtures import MIXTURES
 from trilemma.errors import DataError, UnsupportedRequest
+from trilemma.io import as_images, describe_shape
 from trilemma.metrics.cas import classification_accuracy_score
 from trilemma.metrics.classes import class_histogram, classifier_score
 from trilemma.metrics.features import (
     DomainClassifierExtractor,
     FeatureCache,
     FeatureExtractor,
-    as_uint8_nchw,
     cached_features,
     extractor_for,
     frechet_name,
@@ -77,21 +77,12 @@ def builtin_name(dataset: Dataset) -> str | None:
     return None
 
 
-def describe_shape(shape: Sequence[int]) -> str:
-    """'28x28x1' for one image of (C, H, W) = (1, 28, 28) (height x width x channels, as users
-    say it); '2-D points' for (2,)."""
-    if len(shape) == 1:
-        return f"{shape[0]}-D points"
-    c, h, w = shape
-    return f"{h}x{w}x{c}"
-
-
 def check_samples(samples_x: Any, dataset: Dataset, source: str = "samples") -> Any:
     """Samples in canonical form: uint8 NCHW tensor for image data, float64 (N, D) for points.
 
-    Images come as uint8 NHWC (NumPy; what `generate` returns and `trilemma sample` writes)
-    or NCHW (torch; what `Dataset` holds). Raises `SampleMismatch`, one line that starts with
-    `source`, when kind, shape or type differ from the data's.
+    Images come in any form `trilemma.io.as_images` reads (uint8 or floats in [0, 1], NHW,
+    NHWC or NCHW), as every command reads them. Raises `SampleMismatch`, one line that starts
+    with `source`, when kind, shape or type differ from the data's.
     """
     is_tensor = isinstance(samples_x, torch.Tensor)
     array = samples_x.detach().cpu() if is_tensor else np.asarray(samples_x)
@@ -115,13 +106,10 @@ def check_samples(samples_x: Any, dataset: Dataset, source: str = "samples") -> 
     if array.ndim == 2:
         raise SampleMismatch(f"{source}: samples are {array.shape[1]}-D points but "
                              f"{data_label} images are {expected}")
-    dtype = array.dtype if not is_tensor else str(array.dtype).removeprefix("torch.")
-    if (is_tensor and array.dtype != torch.uint8) or (not is_tensor and array.dtype != np.uint8):
-        raise SampleMismatch(f"{source}: samples must be uint8 images (0-255), not {dtype}")
     try:
-        images = as_uint8_nchw(array)
+        images = as_images(array, source, expected=dataset.sample_shape).tensor()
     except DataError as error:
-        raise SampleMismatch(f"{source}: {error}") from None
+        raise SampleMismatch(str(error)) from None
     if tuple(images.shape[1:]) != tuple(dataset.sample_shape):
         raise SampleMismatch(f"{source}: samples are {describe_shape(images.shape[1:])} but "
                              f"{data_label} images are {expected}")
@@ -214,7 +202,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Every metric of `samples_x` against `dataset`, with the provenance of each number.
 
-    `samples_x`: uint8 NHWC images (NumPy) / NCHW (torch), or float (N, D) points, of the
+    `samples_x`: images in any form `check_samples` reads, or float (N, D) points, of the
     data's shape. `samples_y`: the labels a conditional model was asked for, if any.
     `extractor`: image features (default: `extractor_for` the data, i.e. the shipped domain
     classifier of a built-in set). `n_real`: real reference images, a seeded subset of the

@@ -182,8 +182,8 @@ def _check_request(args: argparse.Namespace) -> tuple[Path, bool]:
     if not source.exists():
         raise DataError(f"{source}: no such sample file or run folder")
     is_run = source.is_dir()
-    if not is_run and source.suffix.lower() != ".npz":
-        raise DataError(f"{source}: give an .npz sample file or a run folder")
+    if not is_run and source.suffix.lower() not in (".npz", ".npy"):
+        raise DataError(f"{source}: give an .npz sample file (or .npy) or a run folder")
     if not is_run and (args.nfe_curve or args.iwae_k):
         option = "--nfe-curve" if args.nfe_curve else "--iwae-k"
         raise UnsupportedRequest(f"{option} needs a run folder, not a sample file")
@@ -193,7 +193,7 @@ def _check_request(args: argparse.Namespace) -> tuple[Path, bool]:
 
 
 def _check_run(run: Any, dataset: Any, source: Path, args: argparse.Namespace) -> None:
-    from trilemma.evaluation import describe_shape
+    from trilemma.io import describe_shape
 
     made = tuple(run.config["family_config"]["data"]["sample_shape"])
     if made != tuple(dataset.sample_shape):
@@ -216,31 +216,17 @@ def _samples_from_run(run: Any, dataset: Any, args: argparse.Namespace):
     return samples.x, samples.y, _run_provenance(run, samples)
 
 
-def _samples_from_file(path: Path, n: int | None):
-    import json
+def _samples_from_file(source: Path, n: int | None):
+    from trilemma.io import read_array_file
 
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            if not hasattr(arrays, "files"):
-                raise DataError(f"{path}: expected an .npz file with an array 'x'")
-            if "x" not in arrays.files:
-                raise DataError(f"{path}: holds no array 'x' (found: {', '.join(arrays.files)})")
-            x = arrays["x"]
-            y = arrays["y"] if "y" in arrays.files else None
-            made = json.loads(str(arrays["provenance"])) if "provenance" in arrays.files else {}
-    except (ValueError, OSError, EOFError) as error:  # JSONDecodeError is a ValueError
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: cannot read as an .npz file ({reason})") from None
-    if y is not None and (y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu"):
-        raise DataError(f"{path}: labels 'y' must be {len(x)} integers, not {y.dtype} {y.shape}")
+    file = read_array_file(source)
+    x, y = file.x, file.y
     if n is not None:
         if n > len(x):
-            raise DataError(f"{path}: --n {n} but the file holds {len(x)} samples")
+            raise DataError(f"{source}: --n {n} but the file holds {len(x)} samples")
         x, y = x[:n], None if y is None else y[:n]
     # `trilemma sample` records how it made the file; other files are of unknown origin.
-    return x, y, {"source": str(path), "sampler": None, "nfe": None, "seed": None, **made}
+    return x, y, {"source": str(source), "sampler": None, "nfe": None, "seed": None, **file.provenance}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
