@@ -193,10 +193,10 @@ def main() -> None:
     parser.add_argument("--guidance-values", default="0,1,2,3,5", help="diffusion guidance sweep")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from trilemma.data import _parse_classes
+    from trilemma.data import parse_classes
 
     args.families = [f for f in args.families.split(",") if f]
-    args.loo_classes = _parse_classes(args.loo_classes, "--loo-classes")
+    args.loo_classes = parse_classes(args.loo_classes, "--loo-classes")
     parts = set(args.parts.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict = {}

@@ -36,7 +36,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import record
 
-from trilemma.capabilities.files import to_pixels
 from trilemma.capabilities.inpainting import inpaint, inpainting_method
 from trilemma.capabilities.interpolation import interpolate, smoothness
 from trilemma.capabilities.inversion import ddim_invert, ddim_sample
@@ -51,6 +50,7 @@ from trilemma.capabilities.superresolution import (
 )
 from trilemma.data import load_data
 from trilemma.device import sampling_generator
+from trilemma.io import to_pixels
 from trilemma.metrics.features import DomainClassifierExtractor
 from trilemma.sampling import load_run
 

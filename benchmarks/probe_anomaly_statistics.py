@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import record
 
 from trilemma.capabilities.anomaly import encoder_scores, mahalanobis, training_reference
-from trilemma.capabilities.files import run_sample_shape, to_model_space
 from trilemma.data import load_data
+from trilemma.io import to_model_space
 from trilemma.sampling import load_run
 
 SETS = {
@@ -67,7 +67,7 @@ def main() -> None:
         run = load_run(run_dir, "cpu")
         run.family.eval()
         x = (run.normalizer.to_model(dataset.x_heldout) if dataset is not None else
-             to_model_space(images, run_sample_shape(run.config), run.normalizer, "images"))
+             to_model_space(images, run.family.config.data.sample_shape, run.normalizer, "images"))
         mine, reference = statistics(run.family, x), statistics(run.family, training_reference(run))
         anomalous = (labels[digits] == held_out).astype(int)
         for name, keys in SETS.items():

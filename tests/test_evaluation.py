@@ -149,8 +149,11 @@ def test_samples_of_the_wrong_shape_or_type_are_refused(mnist):
     with pytest.raises(SampleMismatch, match=r"^x\.npz: samples are 32x32x3 but mnist images "
                                               r"are 28x28x1$"):
         check_samples(np.zeros((20, 32, 32, 3), np.uint8), mnist, "x.npz")
-    with pytest.raises(SampleMismatch, match="must be uint8"):
-        check_samples(np.zeros((20, 28, 28, 1), np.float32), mnist, "x.npz")
+    with pytest.raises(SampleMismatch, match=r"^x\.npz: float images must lie in \[0, 1\]"):
+        check_samples(np.full((20, 28, 28, 1), 2.0, np.float32), mnist, "x.npz")
+    # Floats in [0, 1] are intensities, read as every command reads them: level = round(255 x).
+    levels = mnist.x_heldout[:20]
+    np.testing.assert_array_equal(check_samples(levels.numpy() / 255.0, mnist), levels)
     with pytest.raises(SampleMismatch, match="2-D points but mnist images are 28x28x1"):
         check_samples(np.zeros((20, 2), np.float32), mnist, "x.npz")
     # The data layer's NCHW tensors are accepted as they are.

@@ -25,33 +25,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trilemma.errors import RunError
+from trilemma.io import fsync_directory, write_json
 
 KEEP_CHECKPOINTS = 2
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """A run folder's JSON record (config.json, latest.json, …), by the one atomic writer."""
+    write_json(path, obj)
 
 
 def read_json(path: Path) -> Any:
@@ -149,7 +130,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_directory(root)
     write_json_atomic(run_dir / "latest.json", {"checkpoint": f"checkpoints/{name}", "step": step})
     for old in sorted(p for p in root.iterdir() if p.name.startswith("step-"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)

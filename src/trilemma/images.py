@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trilemma.io import write_atomic
+
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
     """uint8 (N, H, W, C) images tiled into one uint8 (rows*H, columns*W, C) picture."""
@@ -41,6 +43,8 @@ def scatter_image(points: np.ndarray, size: int = 512, extent: float | None = No
 
 
 def save_png(picture: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    """A uint8 (H, W, C) picture as an image file, written atomically; each pixel becomes a
+    `scale` x `scale` block. The format follows the suffix (PNG when it names none)."""
     from PIL import Image
 
     if picture.shape[-1] == 1:
@@ -48,7 +52,8 @@ def save_png(picture: np.ndarray, path: str | Path, scale: int = 1) -> None:
     image = Image.fromarray(picture)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-    image.save(path)
+    image_format = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    write_atomic(path, lambda f: image.save(f, format=image_format))
 
 
 def save_sample_picture(x: np.ndarray, path: str | Path, data_name: str | None = None) -> None:

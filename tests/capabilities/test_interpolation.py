@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from trilemma.capabilities.files import to_pixels
 from trilemma.capabilities.interpolation import interpolate, slerp, smoothness
 from trilemma.errors import UnsupportedRequest
+from trilemma.io import to_pixels
 
 
 def test_slerp_keeps_the_norm_between_equal_norm_ends():

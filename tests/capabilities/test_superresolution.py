@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from trilemma.capabilities.files import to_pixels
 from trilemma.capabilities.superresolution import (
     consistency_error,
     downsample,
@@ -11,6 +10,7 @@ from trilemma.capabilities.superresolution import (
     upscale,
 )
 from trilemma.errors import UnsupportedRequest
+from trilemma.io import to_pixels
 
 
 def test_projection_and_rounding_make_the_output_average_to_its_input():

@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 
+from trilemma.cli.evaluate import format_result
 from trilemma.compare.report import _metrics_table
 from trilemma.compare.results import COLUMNS, flatten
 from trilemma.data import load_data
 from trilemma.data.mixtures import MIXTURES
-from trilemma.evaluate_cli import format_result
 from trilemma.evaluation import evaluate
 from trilemma.metrics.catalogue import BY_KEY, CURVE_KEYS, METRICS, RESULT_METRICS, TABLES
 

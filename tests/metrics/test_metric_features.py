@@ -54,8 +54,8 @@ def test_nhwc_numpy_and_nchw_torch_inputs_give_the_same_features(mnist, mnist_ex
 
 
 def test_bad_image_input_is_a_one_line_data_error(mnist, mnist_extractor):
-    with pytest.raises(DataError, match="uint8"):
-        as_uint8_nchw(np.zeros((2, 28, 28, 1), np.float32))
+    with pytest.raises(DataError, match=r"lie in \[0, 1\]"):
+        as_uint8_nchw(np.full((2, 28, 28, 1), 1.5, np.float32))
     with pytest.raises(DataError, match="non-empty"):
         as_uint8_nchw(np.zeros((0, 28, 28, 1), np.uint8))
     with pytest.raises(DataError, match=r"\(1, 28, 28\)"):

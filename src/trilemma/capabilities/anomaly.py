@@ -248,9 +248,9 @@ def score_images(run: Any, images: Any, *, source: str = "images", reference: An
     against the run's (one-line `DataError` naming `source` if it differs). `reference`:
     "training" (`training_reference`), None (raw statistics), or user-space images (checked
     likewise, errors naming `reference_source`)."""
-    from trilemma.capabilities.files import run_sample_shape, to_model_space
+    from trilemma.io import to_model_space
 
-    shape = run_sample_shape(run.config)
+    shape = tuple(run.family.config.data.sample_shape)
     x_model = to_model_space(images, shape, run.normalizer, source)
     if isinstance(reference, str) and reference == "training":
         reference = training_reference(run, seed=settings.get("seed", 0))

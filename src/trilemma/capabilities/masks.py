@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from trilemma.errors import DataError, UnsupportedRequest
+from trilemma.io import load_arrays
 
 NAMED = ("center", "left", "right", "top", "bottom")
 MASK_HELP = "center, left, right, top, bottom, random:P (0 < P < 1) or MASK.npy"
@@ -46,10 +47,10 @@ def load_mask_file(path: str | Path, n: int, height: int, width: int) -> torch.T
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such mask file (masks: {MASK_HELP})")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise DataError(f"{path}: not a readable .npy mask ({error})") from None
+    arrays = load_arrays(path, "mask file")
+    if list(arrays) != ["x"]:
+        raise DataError(f"{path}: expected one mask array, found {sorted(arrays)}")
+    array = arrays["x"]
     if array.shape not in ((height, width), (n, height, width)):
         raise DataError(f"{path}: mask has shape {array.shape}; expected ({height}, {width}) or "
                         f"({n}, {height}, {width}) for these {n} images")

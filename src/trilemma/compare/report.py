@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 from typing import Any
 
 from trilemma.compare import figures
+from trilemma.io import write_text
 from trilemma.metrics.catalogue import BY_KEY, RESULT_METRICS, TABLES, Metric
 
 VERDICT_COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "mixed": "#9a6700",
@@ -227,8 +227,4 @@ def render_report(results: dict[str, Any]) -> str:
 
 
 def write_report(results: dict[str, Any], out_dir: Path) -> Path:
-    path = Path(out_dir) / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(render_report(results), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(Path(out_dir) / "report.html", render_report(results))

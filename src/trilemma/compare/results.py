@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import statistics
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +14,7 @@ from trilemma import __version__
 from trilemma.checkpoints import write_json_atomic
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset
+from trilemma.io import write_text
 from trilemma.metrics.catalogue import RESULT_COLUMNS, RESULT_METRICS
 
 # The per-family figures of results.json and results.csv, in this order, and how each is read
@@ -121,6 +121,4 @@ def _without_pictures(results: dict[str, Any]) -> dict[str, Any]:
 
 def write_results(results: dict[str, Any], out_dir: Path) -> None:
     write_json_atomic(out_dir / "results.json", _without_pictures(results))
-    tmp = out_dir / ".results.csv.tmp"
-    tmp.write_text(csv_text(results))
-    os.replace(tmp, out_dir / "results.csv")
+    write_text(out_dir / "results.csv", csv_text(results))

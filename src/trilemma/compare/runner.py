@@ -40,6 +40,7 @@ from trilemma.errors import RunError
 from trilemma.evaluation import builtin_name, evaluate, fid_against_nfe
 from trilemma.families import family_class
 from trilemma.images import save_sample_picture
+from trilemma.io import write_npz
 from trilemma.metrics.catalogue import CURVE_KEYS
 from trilemma.metrics.features import FeatureCache, extractor_for
 from trilemma.metrics.speed import matmul_peak_gflops, training_cost
@@ -198,12 +199,8 @@ class _FamilyRunner:
                       **family.sampling_provenance(), "run": str(self.run_dir)}
         result = self._score(samples.x, provenance, samples.y)
         if distributed.is_main():
-            arrays = {"x": samples.x, "provenance": np.array(json.dumps(provenance))}
-            if samples.y is not None:
-                arrays["y"] = samples.y
-            tmp = self.run_dir / ".samples.tmp.npz"
-            np.savez(tmp, **arrays)
-            os.replace(tmp, self.run_dir / "samples.npz")
+            arrays = {"x": samples.x} if samples.y is None else {"x": samples.x, "y": samples.y}
+            write_npz(self.run_dir / "samples.npz", arrays, provenance)
             save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
 
         cost = training_cost(self.run_dir, peak_gflops=self.peak_gflops)

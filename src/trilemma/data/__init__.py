@@ -18,7 +18,7 @@ from trilemma.data.files import load_array_file, load_image_folder
 from trilemma.data.mixtures import MIXTURES
 from trilemma.errors import DataError
 
-__all__ = ["BUILTIN_NAMES", "Dataset", "Normalizer", "load_data", "parse_spec"]
+__all__ = ["BUILTIN_NAMES", "Dataset", "Normalizer", "load_data", "parse_classes", "parse_spec"]
 
 BUILTIN_NAMES = ("mnist", "digits", "ring8", "grid25")
 SPLIT_SEED = 0  # fixed: every family and every run sees the same split
@@ -42,7 +42,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return source, options
 
 
-def _parse_classes(text: str, spec: str) -> list[int]:
+def parse_classes(text: str, spec: str) -> list[int]:
+    """'0,3-5' as [0, 3, 4, 5]; a `DataError` naming `spec` if it does not parse."""
     classes: set[int] = set()
     try:
         for item in text.split(","):
@@ -113,7 +114,7 @@ def load_data(spec: str) -> Dataset:
     if "classes" in options:
         if labels is None:
             raise DataError(f"data spec '{spec}': classes=… needs labelled data, and {source} has no labels")
-        keep = _parse_classes(options["classes"], spec)
+        keep = parse_classes(options["classes"], spec)
         unknown = [c for c in keep if c >= len(class_names)]
         if unknown:
             raise DataError(f"data spec '{spec}': unknown classes {unknown} (there are {len(class_names)})")

@@ -1,5 +1,7 @@
 """A user's own data: a folder of images (optionally one sub-folder per class) or an
-.npy/.npz array file. Files are only ever opened for reading."""
+.npy/.npz array file. Files are only ever opened for reading.
+
+This is the one reader of image files (PIL); array files are read by `trilemma.io`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from trilemma.errors import DataError
+from trilemma.io import as_images, read_array_file
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "P_gray"}
@@ -145,48 +148,31 @@ def load_image_folder(folder: Path, size: tuple[int, int] | None = None):
     return np.stack(arrays), labels, class_names, rules
 
 
-def _pick_array(arrays: dict[str, np.ndarray], path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    if "x" in arrays:
-        x = arrays["x"]
-    elif len(arrays) == 1:
-        x = next(iter(arrays.values()))
-    else:
-        raise DataError(f"{path}: holds arrays {sorted(arrays)}; name the data array 'x' (labels 'y')")
-    return x, arrays.get("y")
-
-
 def load_array_file(path: Path):
-    """Returns (uint8 NCHW images or float32 (N, D) points, labels or None, class names, rules)."""
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            arrays = {"x": loaded}
-        else:
-            with loaded:
-                arrays = {k: loaded[k] for k in loaded.files}
-    except (ValueError, OSError, EOFError) as error:
-        message = str(error).split("\n")[0]
-        if "allow_pickle" in message or "Object arrays" in message:
-            message = "holds Python objects, which are never unpickled; save plain numeric arrays"
-        raise DataError(f"{path}: cannot read as a NumPy array file ({message})") from None
-    x, y = _pick_array(arrays, path)
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"{path}: data array has dtype {x.dtype}; expected numbers")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).argmax())
-        raise DataError(f"{path}: data array holds NaN or infinite values (first at sample {bad})")
-    if x.ndim < 2 or len(x) < MIN_SAMPLES:
+    """Returns (uint8 NCHW images or float32 (N, D) points, labels or None, class names, rules).
+
+    The file is read and its images converted by `trilemma.io`, as every command reads them;
+    what is checked here is what a data set needs on top: enough samples, and image sides
+    the networks can halve twice.
+    """
+    file = read_array_file(path)
+    x = file.x
+    if len(x) < MIN_SAMPLES:
         raise DataError(
             f"{path}: data array has shape {x.shape}; expected (N, D) points or (N, H, W[, C]) "
             f"images with N >= {MIN_SAMPLES}"
         )
-    labels, class_names = _labels(y, len(x), path)
+    labels = file.y
+    class_names = [] if labels is None else [str(c) for c in range(int(labels.max()) + 1)]
     if x.ndim == 2:
         rules = {"source": str(path), "rules": "points used as given (float32)"}
         return x.astype(np.float32), labels, class_names, rules
-    images = _as_nchw_uint8(x, path)
+    images = as_images(x, str(path)).pixels
+    height, width = images.shape[2:]
+    if height < 8 or width < 8 or height % 4 or width % 4:
+        raise DataError(
+            f"{path}: images are {height}x{width}; height and width must be multiples of 4, at least 8"
+        )
     rules = {
         "source": str(path),
         "color_mode": "L" if images.shape[1] == 1 else "RGB",
@@ -194,45 +180,3 @@ def load_array_file(path: Path):
         "rules": f"array of dtype {x.dtype} and shape {tuple(x.shape)} read as {images.shape[1]}-channel images",
     }
     return images, labels, class_names, rules
-
-
-def _labels(y: np.ndarray | None, n: int, path: Path):
-    if y is None:
-        return None, []
-    if y.ndim != 1 or len(y) != n:
-        raise DataError(f"{path}: labels 'y' have shape {y.shape}; expected ({n},)")
-    if y.dtype.kind not in "biu" or (len(y) and y.min() < 0):
-        raise DataError(f"{path}: labels 'y' must be non-negative integers (dtype {y.dtype})")
-    return y.astype(np.int64), [str(c) for c in range(int(y.max()) + 1)]
-
-
-def _as_nchw_uint8(x: np.ndarray, path: Path) -> np.ndarray:
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4 and x.shape[-1] in (1, 3):
-        x = x.transpose(0, 3, 1, 2)
-    elif not (x.ndim == 4 and x.shape[1] in (1, 3)):
-        raise DataError(
-            f"{path}: data array has shape {x.shape}; images must be (N, H, W), (N, H, W, C) "
-            "or (N, C, H, W) with C = 1 or 3"
-        )
-    height, width = x.shape[2:]
-    if height < 8 or width < 8 or height % 4 or width % 4:
-        raise DataError(
-            f"{path}: images are {height}x{width}; height and width must be multiples of 4, at least 8"
-        )
-    if x.dtype == np.uint8:
-        return np.ascontiguousarray(x)
-    if x.dtype == np.bool_:
-        return x.astype(np.uint8) * 255
-    low, high = float(x.min()), float(x.max())
-    if x.dtype.kind == "f":
-        if low < 0 or high > 1:
-            raise DataError(
-                f"{path}: float images must lie in [0, 1] (found {low:.3g} to {high:.3g}); "
-                "or save them as uint8 in [0, 255]"
-            )
-        return np.round(x * 255).astype(np.uint8)
-    if low < 0 or high > 255:
-        raise DataError(f"{path}: integer images must lie in [0, 255] (found {low:.0f} to {high:.0f})")
-    return x.astype(np.uint8)

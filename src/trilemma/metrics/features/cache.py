@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from trilemma.io import write_atomic
 from trilemma.metrics.features.base import FeatureExtractor
 from trilemma.metrics.features.images import ImageInput, as_uint8_nchw, images_sha256
 
@@ -59,15 +58,8 @@ class FeatureCache:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so an interrupted run never leaves a half-written entry.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, features=features)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Atomically, so an interrupted run never leaves a half-written entry.
+        write_atomic(path, lambda f: np.savez(f, features=features))
 
     def __len__(self) -> int:
         return len(self._memory)

@@ -4,16 +4,23 @@ and printing only; the work is done by `trilemma.capabilities`."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from trilemma.cli_types import positive_int
+from trilemma.cli.arguments import output_file, positive_int
 from trilemma.errors import UnsupportedRequest
+from trilemma.io import ImageStack
+
+
+class Images(NamedTuple):
+    """The --images file: its images in canonical form (and how it held them), its labels."""
+
+    stack: ImageStack
+    labels: np.ndarray | None
 
 
 def _common(p: argparse.ArgumentParser, images_help: str, out_help: str | None) -> None:
@@ -30,8 +37,8 @@ def _common(p: argparse.ArgumentParser, images_help: str, out_help: str | None) 
 
 def add_editing_parsers(commands: Any) -> None:
     """Register the capability commands on the CLI's sub-command parsers."""
-    images = ("images: .npz with 'x' (uint8 0-255 or floats in [0, 1], (N, H, W) or (N, H, W, C), "
-              "the run's size) and optional labels 'y'")
+    images = ("images: .npz with 'x' (uint8 0-255 or floats in [0, 1]; (N, H, W), (N, H, W, C) or "
+              "(N, C, H, W); the run's size) and optional labels 'y', or an .npy of images")
     p = commands.add_parser("interpolate", help="latent-space interpolation paths as a PNG grid, and "
                             "their smoothness")
     _common(p, images, None)
@@ -103,31 +110,36 @@ def _options(args: argparse.Namespace, *names: str) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def _write(args, run, images, outputs: np.ndarray, extra: dict, started: float, what: str,
-           before: np.ndarray | None = None) -> None:
-    from trilemma.capabilities.files import write_npz
+def _read_images(args: argparse.Namespace, shape: tuple[int, ...], expected_by: str) -> Images:
+    """The --images file, checked against the (C, H, W) the command needs."""
+    from trilemma.io import as_images, read_array_file
 
-    arrays = {"x": outputs, **extra}
+    file = read_array_file(args.images)
+    return Images(as_images(file.x, str(file.path), expected=shape, expected_by=expected_by), file.y)
+
+
+def _write(args, run, images: Images, pixels: np.ndarray, extra: dict, started: float, what: str,
+           before: np.ndarray | None = None, outputs: np.ndarray | None = None) -> None:
+    """The output file: uint8 NHWC `pixels` in the input's layout and dtype (or `outputs`, already
+    so), the input's labels, the extra arrays, and how they were made."""
+    from trilemma.io import write_npz
+
+    arrays = {"x": images.stack.like_source(pixels) if outputs is None else outputs, **extra}
     if images.labels is not None:
         arrays["y"] = images.labels
     write_npz(Path(args.out), arrays, {
         "command": args.command, "run": str(run.run_dir), "family": run.config["family"], "step": run.step,
-        "images": str(images.path), "seed": args.seed,
+        "images": str(args.images), "seed": args.seed,
         **{k: v for k, v in vars(args).items() if k in ("mask", "strength", "sigma", "steps", "resample",
                                                         "iterations", "restarts", "reconstruction_guidance",
                                                         "candidates")
            and v is not None},
     })
     if args.grid:
-        _save_before_after(images.pixels if before is None else before, _as_nhwc(outputs), args.grid)
+        _save_before_after(images.stack.nhwc if before is None else before, pixels, args.grid)
     seconds = time.perf_counter() - started
-    print(f"{len(outputs)} images {what} by {run.config['family']} ({run.run_dir}, step {run.step}) -> "
-          f"{args.out} in {seconds:.1f} s ({seconds / len(outputs):.3f} s per image)")
-
-
-def _as_nhwc(outputs: np.ndarray) -> np.ndarray:
-    x = outputs[..., None] if outputs.ndim == 3 else outputs
-    return np.round(x * 255).astype(np.uint8) if x.dtype.kind == "f" else x
+    print(f"{len(pixels)} images {what} by {run.config['family']} ({run.run_dir}, step {run.step}) -> "
+          f"{args.out} in {seconds:.1f} s ({seconds / len(pixels):.3f} s per image)")
 
 
 def _save_before_after(before: np.ndarray, after: np.ndarray, path: str) -> None:
@@ -141,28 +153,30 @@ def _save_before_after(before: np.ndarray, after: np.ndarray, path: str) -> None
 # ----------------------------------------------------------------------------- commands
 
 def cmd_inpaint(args: argparse.Namespace) -> None:
-    from trilemma.capabilities.files import check_output_path, read_images, to_pixels
     from trilemma.capabilities.inpainting import inpaint, inpainting_method
     from trilemma.capabilities.masks import make_mask
     from trilemma.device import sampling_generator
+    from trilemma.io import to_pixels
 
-    check_output_path(args.out)
+    output_file(args.out, "--out", ".npz")
     run = _load(args)
     method = inpainting_method(run.family)
     shape = tuple(run.family.config.data.sample_shape)
-    images = read_images(args.images, shape, f"the run {args.run_dir}")
-    mask = make_mask(args.mask, len(images.pixels), shape[1], shape[2], args.seed)
-    labels = _labels(run, args, len(images.pixels), images.labels)
+    images = _read_images(args, shape, "the run makes")
+    stack = images.stack
+    mask = make_mask(args.mask, len(stack.pixels), shape[1], shape[2], args.seed)
+    labels = _labels(run, args, len(stack.pixels), images.labels)
     started = time.perf_counter()
-    x = images.to_model().to(run.family.device)
-    filled = inpaint(run.family, x, mask.to(x.device), sampling_generator(args.seed), labels,
-                     **_options(args, "steps", "resample", "iterations", "restarts",
-                                "reconstruction_guidance", "candidates"))
+    x = stack.to_model(run.normalizer).to(run.family.device)
+    filled = to_pixels(inpaint(run.family, x, mask.to(x.device), sampling_generator(args.seed), labels,
+                               **_options(args, "steps", "resample", "iterations", "restarts",
+                                          "reconstruction_guidance", "candidates")))
     hidden = mask[:, 0].numpy()
-    hidden = hidden[..., None] if images.source_ndim == 4 else hidden
-    outputs = np.where(hidden, images.like_source(to_pixels(filled)), images.original)  # known pixels: exact
-    masked = np.where(mask[:, 0, :, :, None].numpy(), np.uint8(128), images.pixels)  # hidden shown grey
-    _write(args, run, images, outputs, {"mask": mask[:, 0].numpy()}, started, f"inpainted ({method})", masked)
+    # Known pixels are the input's own values, exactly, in its own dtype.
+    outputs = np.where(stack.mask_like_source(hidden), stack.like_source(filled), stack.original)
+    pixels = np.where(hidden[..., None], filled, stack.nhwc)
+    masked = np.where(hidden[..., None], np.uint8(128), stack.nhwc)  # hidden shown grey
+    _write(args, run, images, pixels, {"mask": hidden}, started, f"inpainted ({method})", masked, outputs)
 
 
 def cmd_img2img(args: argparse.Namespace) -> None:
@@ -182,21 +196,21 @@ def cmd_denoise(args: argparse.Namespace) -> None:
 
 
 def _edit(args, editing_method, task: str, work) -> None:
-    from trilemma.capabilities.files import check_output_path, read_images, to_pixels
     from trilemma.device import sampling_generator
+    from trilemma.io import to_pixels
 
-    check_output_path(args.out)
+    output_file(args.out, "--out", ".npz")
     run = _load(args)
     method = editing_method(run.family, task)
-    images = read_images(args.images, tuple(run.family.config.data.sample_shape), f"the run {args.run_dir}")
-    labels = _labels(run, args, len(images.pixels), images.labels)
+    images = _read_images(args, tuple(run.family.config.data.sample_shape), "the run makes")
+    labels = _labels(run, args, len(images.stack.pixels), images.labels)
     started = time.perf_counter()
-    out = work(run.family, images.to_model().to(run.family.device), sampling_generator(args.seed), labels)
-    _write(args, run, images, images.like_source(to_pixels(out)), {}, started, f"edited ({task}, {method})")
+    out = work(run.family, images.stack.to_model(run.normalizer).to(run.family.device),
+               sampling_generator(args.seed), labels)
+    _write(args, run, images, to_pixels(out), {}, started, f"edited ({task}, {method})")
 
 
 def cmd_upscale(args: argparse.Namespace) -> None:
-    from trilemma.capabilities.files import check_output_path, read_images
     from trilemma.capabilities.inversion import require_denoiser
     from trilemma.capabilities.superresolution import (
         FACTOR,
@@ -206,43 +220,44 @@ def cmd_upscale(args: argparse.Namespace) -> None:
     )
     from trilemma.device import sampling_generator
 
-    check_output_path(args.out)
+    output_file(args.out, "--out", ".npz")
     run = _load(args)
     require_denoiser(run.family, "super-resolution")
     c, h, w = run.family.config.data.sample_shape
     if args.class_label is not None:
         raise UnsupportedRequest("upscale uses the model unconditionally; it takes no --class")
-    images = read_images(args.images, (c, h // FACTOR, w // FACTOR), f"upscaling with {args.run_dir} (half its size)")
+    images = _read_images(args, (c, h // FACTOR, w // FACTOR),
+                          f"upscaling with {args.run_dir} needs half its size,")
+    low_pixels = images.stack.nhwc
     started = time.perf_counter()
-    low = images.to_model().to(run.family.device)
+    low = images.stack.to_model(run.normalizer).to(run.family.device)
     high = upscale(run.family, low, sampling_generator(args.seed), **_options(args, "steps"))
-    pixels = to_consistent_pixels(high, images.pixels)
-    error = consistency_error(pixels, images.pixels)
-    nearest = np.repeat(np.repeat(images.pixels, FACTOR, 1), FACTOR, 2)  # the inputs, for the picture
-    _write(args, run, images, images.like_source(pixels), {}, started, "upscaled x2 (ILVR)", nearest)
+    pixels = to_consistent_pixels(high, low_pixels)
+    error = consistency_error(pixels, low_pixels)
+    nearest = np.repeat(np.repeat(low_pixels, FACTOR, 1), FACTOR, 2)  # the inputs, for the picture
+    _write(args, run, images, pixels, {}, started, "upscaled x2 (ILVR)", nearest)
     print(f"down-sampling consistency: max |2x2 mean of output - input| = {error:.3f} pixel levels (of 255)")
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from trilemma.capabilities.files import read_images, to_pixels
     from trilemma.capabilities.interpolation import interpolate, smoothness, smoothness_extractor
     from trilemma.device import sampling_generator
     from trilemma.images import image_grid, save_png
+    from trilemma.io import to_pixels, write_json
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png" or not out.parent.exists():
-        raise UnsupportedRequest(f"--out {out}: must be a .png in an existing folder")
+    out = output_file(args.out, "--out", ".png")
     run = _load(args)
     family, shape = run.family, tuple(run.family.config.data.sample_shape)
     pairs, labels = None, None
     if args.images:
-        images = read_images(args.images, shape, f"the run {args.run_dir}")
-        if len(images.pixels) < 2 * args.pairs:
+        images = _read_images(args, shape, "the run makes")
+        count = len(images.stack.pixels)
+        if count < 2 * args.pairs:
             raise UnsupportedRequest(f"{args.images}: {args.pairs} pairs need {2 * args.pairs} images, "
-                                     f"the file has {len(images.pixels)}")
-        x = images.to_model()[: 2 * args.pairs].to(family.device)
+                                     f"the file has {count}")
+        x = images.stack.to_model(run.normalizer)[: 2 * args.pairs].to(family.device)
         pairs = x.view(args.pairs, 2, *shape)
-        all_labels = _labels(run, args, len(images.pixels), images.labels)
+        all_labels = _labels(run, args, count, images.labels)
         labels = None if all_labels is None else all_labels[: 2 * args.pairs: 2]
     elif args.class_label is not None:
         labels = torch.full((args.pairs,), args.class_label, dtype=torch.long)
@@ -257,6 +272,6 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     print(f"smoothness {figure.smoothness:.3f} (mean/max step under {figure.features} features; 1 = even "
           f"steps, higher is smoother), path ratio {figure.path_ratio:.3f} (1 = straight){note}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({
+        write_json(args.json_out, {
             "run": str(run.run_dir), "family": run.config["family"], "step": run.step, "method": path.method,
-            "pairs": args.pairs, "steps": args.steps, "seed": args.seed, **figure.to_json()}, indent=2))
+            "pairs": args.pairs, "steps": args.steps, "seed": args.seed, **figure.to_json()})

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from trilemma.cli_types import positive_float, positive_int
+from trilemma.cli.arguments import positive_float, positive_int
 from trilemma.errors import UnsupportedRequest
 
 

@@ -6,12 +6,11 @@ Argument handling and printing only; the numbers come from `trilemma.evaluation.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from trilemma.cli_types import positive_int
+from trilemma.cli.arguments import output_file, positive_int
 from trilemma.errors import DataError, UnsupportedRequest
 from trilemma.metrics.catalogue import BY_KEY, Metric
 
@@ -48,30 +47,6 @@ def add_evaluate_parser(commands: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.set_defaults(run=cmd_evaluate)
-
-
-def _read_samples(path: Path, n: int | None):
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            if not hasattr(arrays, "files"):
-                raise DataError(f"{path}: expected an .npz file with an array 'x'")
-            if "x" not in arrays.files:
-                raise DataError(f"{path}: holds no array 'x' (found: {', '.join(arrays.files)})")
-            x = arrays["x"]
-            y = arrays["y"] if "y" in arrays.files else None
-            made = json.loads(str(arrays["provenance"])) if "provenance" in arrays.files else {}
-    except (ValueError, OSError, EOFError) as error:  # JSONDecodeError is a ValueError
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: cannot read as an .npz file ({reason})") from None
-    if y is not None and (y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu"):
-        raise DataError(f"{path}: labels 'y' must be {len(x)} integers, not {y.dtype} {y.shape}")
-    if n is not None:
-        if n > len(x):
-            raise DataError(f"{path}: --n {n} but the file holds {len(x)} samples")
-        x, y = x[:n], None if y is None else y[:n]
-    return x, y, made
 
 
 def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
@@ -188,83 +163,82 @@ def format_nfe_curve(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: NaN and infinities become null, so browsers' JSON.parse reads the file."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and callable(value.item):  # NumPy and torch scalars
-        return _jsonable(value.item())
-    return value
-
-
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from trilemma.checkpoints import write_json_atomic
-    from trilemma.data import load_data
-    from trilemma.evaluation import (
-        DEFAULT_N,
-        builtin_name,
-        check_samples,
-        describe_shape,
-        evaluate,
-        fid_against_nfe,
-    )
-    from trilemma.metrics.features import FeatureCache, extractor_for
-
+def _check_request(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The source and whether it is a run folder; options that cannot apply are refused first."""
     source = Path(args.source)
-    json_out = Path(args.json_out) if args.json_out else None
-    if json_out is not None and not json_out.parent.exists():
-        raise UnsupportedRequest(f"--json {json_out}: folder {json_out.parent} does not exist")
+    output_file(args.json_out, "--json")
     if args.iwae_k < 0:
         raise UnsupportedRequest(f"--iwae-k must be 0 (off) or positive, not {args.iwae_k}")
     if not source.exists():
         raise DataError(f"{source}: no such sample file or run folder")
     is_run = source.is_dir()
-    if not is_run and source.suffix.lower() != ".npz":
-        raise DataError(f"{source}: give an .npz sample file or a run folder")
+    if not is_run and source.suffix.lower() not in (".npz", ".npy"):
+        raise DataError(f"{source}: give an .npz sample file (or .npy) or a run folder")
     if not is_run and (args.nfe_curve or args.iwae_k):
         option = "--nfe-curve" if args.nfe_curve else "--iwae-k"
         raise UnsupportedRequest(f"{option} needs a run folder, not a sample file")
+    if not is_run and args.data is None:
+        raise DataError(f"{source}: give --data SPEC, the real data to compare the samples with")
+    return source, is_run
 
+
+def _check_run(run: Any, dataset: Any, source: Path, args: argparse.Namespace) -> None:
+    from trilemma.io import describe_shape
+
+    made = tuple(run.config["family_config"]["data"]["sample_shape"])
+    if made != tuple(dataset.sample_shape):
+        raise DataError(f"{source}: the model makes {describe_shape(made)} samples but "
+                        f"{dataset.name} holds {describe_shape(dataset.sample_shape)}")
+    if args.nfe_curve and run.family.default_sampler is None:
+        raise UnsupportedRequest(f"--nfe-curve: {source} is a {run.config['family']} run; "
+                                 "only diffusion models have a choice of sampler")
+    if args.iwae_k and not hasattr(run.family, "encode"):
+        raise UnsupportedRequest(f"--iwae-k: {source} is a {run.config['family']} run; "
+                                 "only a VAE has an encoder for the likelihood bound")
+
+
+def _samples_from_run(run: Any, dataset: Any, args: argparse.Namespace):
+    from trilemma.evaluation import DEFAULT_N
+    from trilemma.sampling import generate
+
+    n = args.n or DEFAULT_N[dataset.kind]
+    samples = generate(run.family, run.normalizer, n, seed=args.seed, batch_size=args.batch_size)
+    return samples.x, samples.y, _run_provenance(run, samples)
+
+
+def _samples_from_file(source: Path, n: int | None):
+    from trilemma.io import read_array_file
+
+    file = read_array_file(source)
+    x, y = file.x, file.y
+    if n is not None:
+        if n > len(x):
+            raise DataError(f"{source}: --n {n} but the file holds {len(x)} samples")
+        x, y = x[:n], None if y is None else y[:n]
+    # `trilemma sample` records how it made the file; other files are of unknown origin.
+    return x, y, {"source": str(source), "sampler": None, "nfe": None, "seed": None, **file.provenance}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from trilemma.data import load_data
+    from trilemma.evaluation import builtin_name, check_samples, evaluate
+    from trilemma.metrics.features import FeatureCache, extractor_for
+
+    source, is_run = _check_request(args)
     run = None
     if is_run:
         from trilemma.sampling import load_run
 
         run = load_run(source, args.device)
-        spec = args.data or run.config["data"].get("spec") or run.config["data"]["name"]
-    elif args.data is None:
-        raise DataError(f"{source}: give --data SPEC, the real data to compare the samples with")
-    else:
-        spec = args.data
+    spec = args.data or run.config["data"].get("spec") or run.config["data"]["name"]
     dataset = load_data(spec)
     if args.inception_weights and dataset.kind != "image":
         raise UnsupportedRequest(f"--inception-weights: {dataset.name} holds points, not images")
-
     if run is not None:
-        made = tuple(run.config["family_config"]["data"]["sample_shape"])
-        if made != tuple(dataset.sample_shape):
-            raise DataError(f"{source}: the model makes {describe_shape(made)} samples but "
-                            f"{dataset.name} holds {describe_shape(dataset.sample_shape)}")
-        if args.nfe_curve and run.family.default_sampler is None:
-            raise UnsupportedRequest(f"--nfe-curve: {source} is a {run.config['family']} run; "
-                                     "only diffusion models have a choice of sampler")
-        if args.iwae_k and not hasattr(run.family, "encode"):
-            raise UnsupportedRequest(f"--iwae-k: {source} is a {run.config['family']} run; "
-                                     "only a VAE has an encoder for the likelihood bound")
-        from trilemma.sampling import generate
-
-        n = args.n or DEFAULT_N[dataset.kind]
-        samples = generate(run.family, run.normalizer, n, seed=args.seed,
-                           batch_size=args.batch_size)
-        x, y = samples.x, samples.y
-        provenance = _run_provenance(run, samples)
+        _check_run(run, dataset, source, args)
+        x, y, provenance = _samples_from_run(run, dataset, args)
     else:
-        x, y, made = _read_samples(source, args.n)
-        # `trilemma sample` records how it made the file; other files are of unknown origin.
-        provenance = {"source": str(source), "sampler": None, "nfe": None, "seed": None, **made}
+        x, y, provenance = _samples_from_file(source, args.n)
     check_samples(x, dataset, str(source))
 
     extractor = None
@@ -276,6 +250,26 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     result = evaluate(x, dataset, samples_y=y, extractor=extractor, n_real=args.n_real,
                       reference=args.reference, seed=args.seed, provenance=provenance,
                       cache=cache, source=str(source))
+    _add_run_figures(result, run, dataset, extractor, cache, args)
+
+    from trilemma import distributed
+
+    if not distributed.is_main():  # under torchrun every rank took part; rank 0 reports
+        return
+    print(f"{len(x)} samples from {source} against {dataset.name}:")
+    print(format_result(result))
+    if args.json_out is not None:
+        from trilemma.io import jsonable, write_json
+
+        write_json(args.json_out, jsonable(result))
+        print(f"results in {args.json_out}")
+
+
+def _add_run_figures(result: dict[str, Any], run: Any, dataset: Any, extractor: Any, cache: Any,
+                     args: argparse.Namespace) -> None:
+    """What only a run can give: the NFE curve (diffusion) and the IWAE bound (VAE)."""
+    from trilemma.evaluation import fid_against_nfe
+
     if args.nfe_curve:
         result["nfe_curve"] = fid_against_nfe(
             run.family, run.normalizer, dataset, n=args.nfe_curve_n, seed=args.seed,
@@ -290,16 +284,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                 "Bernoulli-VAE figures on the same data, and with published MNIST figures "
                 "(about 87-90 nats) only on binarised images."
             )
-
-    from trilemma import distributed
-
-    if not distributed.is_main():  # under torchrun every rank took part; rank 0 reports
-        return
-    print(f"{len(x)} samples from {source} against {dataset.name}:")
-    print(format_result(result))
-    if json_out is not None:
-        write_json_atomic(json_out, _jsonable(result))
-        print(f"results in {json_out}")
 
 
 def _heldout_likelihood(run: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:

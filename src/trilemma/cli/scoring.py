@@ -7,51 +7,30 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
-from trilemma.cli_types import positive_int
+from trilemma.cli.arguments import float_list, output_file, positive_int
 from trilemma.errors import DataError, UnsupportedRequest
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text}") from None
-
-
-def _output(path: str | None, option: str, suffix: str | None = None) -> Path | None:
-    if path is None:
-        return None
-    out = Path(path)
-    if suffix and out.suffix.lower() != suffix:
-        raise UnsupportedRequest(f"{option} {out}: the file must end in {suffix}")
-    if not out.parent.exists():
-        raise UnsupportedRequest(f"{option} {out}: folder {out.parent} does not exist")
-    return out
 
 
 def _write_json(path: Path | None, result: dict[str, Any]) -> None:
     if path is not None:
-        from trilemma.checkpoints import write_json_atomic
-        from trilemma.evaluate_cli import _jsonable
+        from trilemma.io import jsonable, write_json
 
-        write_json_atomic(path, _jsonable(result))
+        write_json(path, jsonable(result))
         print(f"results in {path}")
 
 
 def _load(run_dir: str, device: str, data: str | None):
     """The run and the data it is measured on (default: what it was trained on), shapes checked."""
-    from trilemma.capabilities.files import run_sample_shape
     from trilemma.data import load_data
-    from trilemma.evaluation import describe_shape
+    from trilemma.io import describe_shape
     from trilemma.sampling import load_run
 
     run = load_run(run_dir, device)
     dataset = load_data(data or run.config["data"].get("spec") or run.config["data"]["name"])
-    made = run_sample_shape(run.config)
+    made = tuple(run.family.config.data.sample_shape)
     if made != tuple(dataset.sample_shape):
         raise DataError(f"{run_dir}: the model makes {describe_shape(made)} samples but "
                         f"{dataset.name} holds {describe_shape(dataset.sample_shape)}")
@@ -65,50 +44,81 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- anomaly
 
+def _anomaly_images(args: argparse.Namespace) -> tuple[str, Any, Any]:
+    """What to score: the --images file (any form `trilemma.io` reads) or the held-out split of
+    --data; its source for messages, the images, and their class labels if any."""
+    if args.images is not None:
+        from trilemma.io import read_array_file
+
+        file = read_array_file(args.images)
+        return str(file.path), file.x, file.y
+    from trilemma.data import load_data
+
+    dataset = load_data(args.data)
+    y = None if dataset.y_heldout is None else dataset.y_heldout.numpy()
+    return f"{args.data} (held-out split)", dataset.x_heldout, y
+
+
+def _anomalous(args: argparse.Namespace, source: str, n: int, y: Any) -> Any:
+    """0/1 per image from --labels or --anomalous-classes, or None."""
+    import numpy as np
+
+    from trilemma.data import parse_classes
+    from trilemma.io import read_label_file
+
+    if args.labels:
+        return read_label_file(args.labels, n)
+    if not args.anomalous_classes:
+        return None
+    if y is None:
+        raise DataError(f"{source}: --anomalous-classes needs class labels (an array 'y')")
+    try:
+        classes = parse_classes(args.anomalous_classes, args.anomalous_classes)
+    except DataError:
+        raise UnsupportedRequest(f"--anomalous-classes {args.anomalous_classes}: expected classes such "
+                                 "as 0 or 0,3-4") from None
+    return np.isin(y, classes).astype(np.int64)
+
+
+def _write_scores(out: Path, table: dict[str, Any]) -> None:
+    """The CSV, one row per image; floats as repr, so the file round-trips exactly."""
+    from io import StringIO
+
+    import numpy as np
+
+    from trilemma.io import write_text
+
+    text = StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(list(table))
+    for row in zip(*table.values(), strict=True):
+        writer.writerow([repr(float(v)) if isinstance(v, np.floating) else int(v) for v in row])
+    write_text(out, text.getvalue())
+
+
 def cmd_anomaly(args: argparse.Namespace) -> None:
     import numpy as np
 
     from trilemma.capabilities.anomaly import auroc, score_images, score_method
-    from trilemma.capabilities.files import read_binary_labels, read_image_file
-    from trilemma.data import _parse_classes as parse_classes
-    from trilemma.data import load_data
+    from trilemma.io import read_array_file
     from trilemma.sampling import load_run
 
-    out = _output(args.out, "--out", ".csv")
-    json_out = _output(args.json_out, "--json")
+    out = output_file(args.out, "--out", ".csv")
+    json_out = output_file(args.json_out, "--json")
     if (args.images is None) == (args.data is None):
         raise UnsupportedRequest("give the images to score: --images FILE.npz or --data SPEC (its held-out split)")
     if args.labels and args.anomalous_classes:
         raise UnsupportedRequest("give --labels FILE or --anomalous-classes, not both")
     run = load_run(args.run_dir, args.device)
     score_method(run.family)  # a family without a score says so before any work
-    if args.images is not None:
-        source = args.images
-        x, y = read_image_file(args.images)
-    else:
-        dataset = load_data(args.data)
-        source = f"{args.data} (held-out split)"
-        x = dataset.x_heldout.numpy()
-        x = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
-        y = None if dataset.y_heldout is None else dataset.y_heldout.numpy()
-    anomalous = None
-    if args.labels:
-        anomalous = read_binary_labels(args.labels, len(x))
-    elif args.anomalous_classes:
-        if y is None:
-            raise DataError(f"{source}: --anomalous-classes needs class labels (an array 'y')")
-        try:
-            classes = parse_classes(args.anomalous_classes, args.anomalous_classes)
-        except DataError:
-            raise UnsupportedRequest(f"--anomalous-classes {args.anomalous_classes}: expected classes such "
-                                     "as 0 or 0,3-4") from None
-        anomalous = np.isin(y, classes).astype(np.int64)
+    source, x, y = _anomaly_images(args)
+    anomalous = _anomalous(args, source, len(x), y)
     typicality = args.reference != "none"
     if args.reference in ("training", "none"):
         reference: Any = None if args.reference == "none" else "training"
     else:
-        reference, _ = read_image_file(args.reference)
-    columns = score_images(run, x, source=str(source), reference=reference,
+        reference = read_array_file(args.reference).x
+    columns = score_images(run, x, source=source, reference=reference,
                            reference_source=f"--reference {args.reference} (the typicality reference)",
                            seed=args.seed, k=args.k, timesteps=args.timesteps, batch_size=args.batch_size)
     table = {"index": np.arange(len(x)), **columns}
@@ -116,18 +126,12 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
         table["class"] = y
     if anomalous is not None:
         table["anomalous"] = anomalous
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(list(table))
-        for row in zip(*table.values(), strict=True):
-            writer.writerow([repr(float(v)) if isinstance(v, np.floating) else int(v) for v in row])
-    os.replace(tmp, out)
+    _write_scores(out, table)
     print(f"{len(x)} images from {source} scored by the {run.family.name} run {run.run_dir} "
           f"({score_method(run.family, typicality)}; higher = more anomalous) -> {out}")
     result: dict[str, Any] = {"run": str(run.run_dir), "family": run.family.name,
                               "method": score_method(run.family, typicality), "reference": args.reference,
-                              "source": str(source), "n": len(x), "scores": str(out), "seed": args.seed,
+                              "source": source, "n": len(x), "scores": str(out), "seed": args.seed,
                               "k": args.k, "timesteps": args.timesteps}
     if anomalous is not None:
         # Every column, oriented so that higher means more anomalous (the critic's logit is not).
@@ -145,7 +149,7 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
 def cmd_truncation(args: argparse.Namespace) -> None:
     from trilemma.capabilities.truncation import fidelity_sweep, format_sweep, knob_of
 
-    json_out = _output(args.json_out, "--json")
+    json_out = output_file(args.json_out, "--json")
     run, dataset = _load(args.run_dir, args.device, args.data)
     knob_of(run.family)
     result = fidelity_sweep(run, dataset, values=args.values, n=args.n, seed=args.seed,
@@ -159,7 +163,7 @@ def cmd_truncation(args: argparse.Namespace) -> None:
 def cmd_conditional(args: argparse.Namespace) -> None:
     from trilemma.capabilities.conditional import conditional_accuracy, require_conditional
 
-    json_out = _output(args.json_out, "--json")
+    json_out = output_file(args.json_out, "--json")
     run, dataset = _load(args.run_dir, args.device, args.data)
     require_conditional(run, "conditional")
     result = conditional_accuracy(run, dataset, per_class=args.per_class, seed=args.seed, cas=not args.no_cas,
@@ -180,7 +184,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     from trilemma.capabilities.augmentation import augmentation_table, format_augmentation
     from trilemma.capabilities.conditional import require_conditional
 
-    json_out = _output(args.json_out, "--json")
+    json_out = output_file(args.json_out, "--json")
     loaded = [_load(run_dir, args.device, args.data) for run_dir in args.run_dirs]
     for run, _ in loaded:
         require_conditional(run, "augment")
@@ -201,8 +205,8 @@ def add_scoring_parsers(commands: Any) -> None:
     """Register `anomaly`, `truncation`, `conditional` and `augment` on the CLI's sub-commands."""
     p = commands.add_parser("anomaly", help="anomaly score per image from a trained run, and AUROC")
     p.add_argument("run_dir")
-    p.add_argument("--images", metavar="FILE.npz", help="images to score: 'x' uint8 N×H×W×C (or N×H×W; float "
-                   "in [0, 1]) as `trilemma sample` writes, optional 'y' class labels")
+    p.add_argument("--images", metavar="FILE.npz", help="images to score: 'x' uint8 N×H×W×C as `trilemma "
+                   "sample` writes (or N×H×W or N×C×H×W; floats in [0, 1]), optional 'y' class labels")
     p.add_argument("--data", metavar="SPEC", help="score the held-out split of this data instead (e.g. mnist)")
     p.add_argument("--out", required=True, metavar="SCORES.csv",
                    help="CSV, one row per image in input order: index, score (higher = more anomalous), "
@@ -232,7 +236,7 @@ def add_scoring_parsers(commands: Any) -> None:
     p = commands.add_parser("truncation", help="sweep the fidelity/diversity knob (GAN truncation, VAE "
                             "temperature, diffusion guidance): precision and recall per value")
     p.add_argument("run_dir")
-    p.add_argument("--values", type=_floats, help="knob values, e.g. 0.25,0.5,0.75,1.0 (default: the family's)")
+    p.add_argument("--values", type=float_list, help="knob values, e.g. 0.25,0.5,0.75,1.0 (default: the family's)")
     p.add_argument("--n", type=positive_int, default=1000, help="samples per value (default 1000)")
     sampling(p)
     p.set_defaults(run=cmd_truncation)

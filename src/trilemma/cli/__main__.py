@@ -1,0 +1,5 @@
+import sys
+
+from trilemma.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""What the command modules share: argument types (a bad value is argparse's one-line usage
+error), `--set KEY=VALUE` parsing, and the check of an output path before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from trilemma.errors import UnsupportedRequest
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def float_list(text: str) -> list[float]:
+    """'0.25,0.5,1' as [0.25, 0.5, 1.0]."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text}") from None
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`--set KEY=VALUE` pairs as a dict; a VALUE that parses as JSON is taken as that
+    (numbers, lists, true/false), anything else as a string. The family checks names and kinds."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UnsupportedRequest(f"--set {pair}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def output_file(path: str | Path | None, option: str = "--out", suffix: str | None = None) -> Path | None:
+    """The path an option names, refused before any work if its suffix or folder is wrong."""
+    if path is None:
+        return None
+    out = Path(path)
+    if suffix and out.suffix.lower() != suffix:
+        raise UnsupportedRequest(f"{option} {out}: the file must end in {suffix}")
+    if not out.parent.exists():
+        raise UnsupportedRequest(f"{option} {out}: folder {out.parent} does not exist")
+    return out
