@@ -117,10 +117,11 @@ def test_a_family_defined_outside_the_package_runs_through_every_command(toy, ru
     assert toy.name in report and "Toy Gaussians are blurry." in report
 
 
-def test_the_registry_lists_it_without_putting_it_in_the_default_comparison(toy, run_cli, tmp_path):
+def test_the_registry_lists_it_without_putting_it_in_the_default_comparison(toy, run_cli, tmp_path, capsys):
     assert family_names()[-1] == toy.name and toy.name not in default_comparison()
-    code, _, err = run_cli("train", "--family", "no-such-family", "--data", "ring8", "--out", tmp_path / "x")
-    assert code == 2 and toy.name in err  # the choices shown come from the registry
+    with pytest.raises(SystemExit) as stop:
+        run_cli("train", "--family", "no-such-family", "--data", "ring8", "--out", tmp_path / "x")
+    assert stop.value.code == 2 and toy.name in capsys.readouterr().err  # choices from the registry
 
 
 def test_an_incomplete_family_is_refused_with_what_it_lacks():

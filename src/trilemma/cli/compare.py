@@ -21,7 +21,8 @@ def add_compare_parser(commands: Any) -> None:
                         help="training minutes per family and seed (default: 2.5 on a CPU, 5 on a GPU, "
                         "0.75 on 2-D points)")
     budget.add_argument("--steps", type=positive_int, help="training steps per family and seed instead")
-    p.add_argument("--families", default="vae,gan,diffusion", help="comma list (default: all three)")
+    p.add_argument("--families", help="comma list, or all (default: the classic three, "
+                   "vae,gan,diffusion)")
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="train each family this many times; the spread is the stability figure")
     p.add_argument("--priorities", help="weights of fidelity, diversity, speed, stability, e.g. "
@@ -51,10 +52,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from trilemma.data import load_data
     from trilemma.device import resolve_device
 
-    families = parse_families(args.families)
     priorities = parse_priorities(args.priorities) if args.priorities else None
     dataset = load_data(args.data)  # a bad spec fails here, before anything is created
     settings = preset(dataset.kind, resolve_device(args.device).type)
+    families = parse_families(args.families, dataset.kind) if args.families else settings.families
     changes: dict[str, Any] = {"data": args.data, "families": families,
                                "seeds": args.seeds, "device": args.device, "precision": args.precision,
                                "conditional": args.conditional, "capabilities": args.capabilities}

@@ -14,8 +14,6 @@ from trilemma.cli.arguments import output_file, positive_int
 from trilemma.errors import DataError, UnsupportedRequest
 from trilemma.metrics.catalogue import BY_KEY, Metric
 
-SAMPLERS_OF = {"vae": "decoder", "gan": "generator"}
-
 
 def add_evaluate_parser(commands: Any) -> None:
     """Register `evaluate` on the CLI's sub-command parsers."""
@@ -55,16 +53,10 @@ def _run_provenance(run: Any, samples: Any) -> dict[str, Any]:
     from trilemma.metrics.speed import training_cost
 
     family = run.family
-    config = getattr(family, "config", None)
-    sampler = getattr(config, "sampler", None) or SAMPLERS_OF.get(family.name, family.name)
-    steps = getattr(config, "sampler_steps", None)
-    if sampler == "ddpm":
-        steps = config.num_train_timesteps
     cost = training_cost(run.run_dir, count_flops=False)
     return {
         "source": str(run.run_dir),
-        "sampler": sampler,
-        "sampler_steps": steps,
+        **family.sampling_provenance(),
         "nfe": samples.nfe,
         "seed": samples.info.get("seed"),
         "sampling_seconds": samples.seconds,
@@ -183,16 +175,17 @@ def _check_request(args: argparse.Namespace) -> tuple[Path, bool]:
 
 
 def _check_run(run: Any, dataset: Any, source: Path, args: argparse.Namespace) -> None:
+    from trilemma.families.capabilities import Likelihood
     from trilemma.io import describe_shape
 
     made = tuple(run.config["family_config"]["data"]["sample_shape"])
     if made != tuple(dataset.sample_shape):
         raise DataError(f"{source}: the model makes {describe_shape(made)} samples but "
                         f"{dataset.name} holds {describe_shape(dataset.sample_shape)}")
-    if args.nfe_curve and run.family.default_sampler is None:
-        raise UnsupportedRequest(f"--nfe-curve: {source} is a {run.config['family']} run; "
-                                 "only diffusion models have a choice of sampler")
-    if args.iwae_k and not hasattr(run.family, "encode"):
+    if args.nfe_curve and not run.family.samplers:
+        raise UnsupportedRequest(f"--nfe-curve: {source} is a {run.config['family']} run, which samples "
+                                 "in one pass; the curve needs a family with a choice of samplers")
+    if args.iwae_k and not isinstance(run.family, Likelihood):
         raise UnsupportedRequest(f"--iwae-k: {source} is a {run.config['family']} run; "
                                  "only a VAE has an encoder for the likelihood bound")
 

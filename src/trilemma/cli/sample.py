@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from trilemma.cli.arguments import output_file, positive_int
+from trilemma.families import registered
 
 
 def add_sample_parser(commands: Any) -> None:
@@ -15,8 +16,10 @@ def add_sample_parser(commands: Any) -> None:
     p.add_argument("--n", "--samples", dest="n", type=positive_int, required=True)
     p.add_argument("--out", required=True, help="FILE.npz: x (uint8 NHWC images or float32 points), y if conditional")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++"], help="diffusion only")
-    p.add_argument("--sampler-steps", type=positive_int, help="diffusion only")
+    samplers = {s: name for name, cls in registered().items() for s in cls.samplers}
+    p.add_argument("--sampler", choices=sorted(samplers), help="for a family with a choice of samplers: "
+                   + ", ".join(f"{s} ({name})" for s, name in sorted(samplers.items())))
+    p.add_argument("--sampler-steps", type=positive_int, help="steps of an iterative sampler")
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (conditional diffusion)")
     p.add_argument("--truncation", type=float, help="truncation ψ in [0, 1] (GAN)")
     p.add_argument("--temperature", type=float, help="prior temperature (VAE)")
@@ -41,13 +44,10 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _provenance(run: Any, samples: Any, options: dict[str, Any], seed: int) -> dict[str, Any]:
     """How the samples were made; it travels with them, for `evaluate`."""
-    config = run.family.config
-    sampler = options.get("sampler") or getattr(config, "sampler", None) or f"{run.config['family']} (one pass)"
-    steps = options.get("steps") or (getattr(config, "num_train_timesteps", None) if sampler == "ddpm"
-                                     else getattr(config, "sampler_steps", None))
     return {
         "run": str(run.run_dir), "family": run.config["family"], "step": run.step,
-        "data": run.config["data"].get("spec"), "sampler": sampler, "sampler_steps": steps,
+        "data": run.config["data"].get("spec"),
+        **run.family.sampling_provenance(**{k: v for k, v in options.items() if k in ("sampler", "steps")}),
         "nfe": samples.nfe, "seed": seed, "samples_per_s": samples.samples_per_second,
         **{k: v for k, v in options.items() if k not in ("sampler", "steps")},
     }

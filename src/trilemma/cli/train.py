@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from trilemma.cli.arguments import parse_overrides, positive_float, positive_int
+from trilemma.families import family_names
 
 
 def add_train_parser(commands: Any) -> None:
     p = commands.add_parser("train", help="train one family on a data set")
-    p.add_argument("--family", required=True, choices=["vae", "gan", "diffusion"])
+    p.add_argument("--family", required=True, choices=family_names())
     p.add_argument("--data", required=True, help="mnist, digits, ring8, grid25, a folder of images or an .npy/.npz file; "
                    "options as mnist:classes=1-9")
     p.add_argument("--out", required=True, help="run folder (created; must be new or empty unless --resume)")
