@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from ddp_cases import CASES, STEPS
-from trilemma import distributed, training
+from trilemma import distributed
 from trilemma.data import load_data
 from trilemma.errors import RunError, TrainingDiverged
 from trilemma.metrics.features import extractor_for
 from trilemma.sampling import generate, load_run
 from trilemma.training import Budget, train
+from trilemma.training import loop as training_loop
 
 
 def main() -> None:
@@ -29,13 +30,13 @@ def main() -> None:
     writes: list[str] = []
     if os.environ["RANK"] != "0":
         for name in ("save_checkpoint", "write_json_atomic"):
-            original = getattr(training, name)
+            original = getattr(training_loop, name)
 
             def spy(*args, _name=name, _original=original, **kwargs):
                 writes.append(_name)
                 return _original(*args, **kwargs)
 
-            setattr(training, name, spy)
+            setattr(training_loop, name, spy)
 
     data = {}
     for case, (family, spec, overrides) in CASES.items():
