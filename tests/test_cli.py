@@ -21,6 +21,7 @@ def _train_and_sample(run_cli, tmp_path, family, data, steps, *extra):
     return x, out
 
 
+@pytest.mark.slow
 def test_diffusion_covers_grid25_modes(run_cli, tmp_path):
     x, out = _train_and_sample(run_cli, tmp_path, "diffusion", "grid25", 1500)
     assert "network evaluations per sample" in out
@@ -28,6 +29,7 @@ def test_diffusion_covers_grid25_modes(run_cli, tmp_path):
     assert stats["modes_covered"] >= 22 and stats["high_quality_fraction"] >= 0.3, stats
 
 
+@pytest.mark.slow
 def test_vae_covers_ring8(run_cli, tmp_path):
     x, _ = _train_and_sample(run_cli, tmp_path, "vae", "ring8", 1500)
     stats = mode_statistics_for("ring8", x)
@@ -36,6 +38,7 @@ def test_vae_covers_ring8(run_cli, tmp_path):
     assert np.abs(np.sqrt((x**2).sum(1)) - 1).mean() < 0.3
 
 
+@pytest.mark.slow
 def test_gan_learns_the_ring(run_cli, tmp_path):
     x, _ = _train_and_sample(run_cli, tmp_path, "gan", "ring8", 1500)
     stats = mode_statistics_for("ring8", x)

@@ -20,6 +20,8 @@ from trilemma.metrics.features import extractor_for
 from trilemma.sampling import generate, load_run
 from trilemma.training import Budget, train
 
+pytestmark = pytest.mark.slow  # real processes under torchrun
+
 HERE = Path(__file__).parent
 LAUNCH_TIMEOUT = 240  # seconds; a hung collective fails the test instead of the suite
 

@@ -21,7 +21,6 @@ from trilemma.evaluation import (
 from trilemma.metrics.features import DomainClassifierExtractor, FeatureCache
 from trilemma.metrics.frechet import fid
 from trilemma.sampling import load_run
-from trilemma.training import Budget, train
 
 N = 1000
 
@@ -208,17 +207,13 @@ def test_default_nfe_steps_keep_ddpm_affordable():
 # ----------------------------------------------------------------------------- runs and the CLI
 
 @pytest.fixture(scope="module")
-def diffusion_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "diffusion-ring8"
-    train("diffusion", load_data("ring8"), run_dir, budget=Budget(steps=20), progress=False)
-    return run_dir
+def diffusion_run(trained_run):
+    return trained_run("diffusion-ring8")
 
 
 @pytest.fixture(scope="module")
-def vae_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "vae-digits"
-    train("vae", load_data("digits"), run_dir, budget=Budget(steps=20), progress=False)
-    return run_dir
+def vae_run(trained_run):
+    return trained_run("vae")
 
 
 def test_fid_against_nfe_has_one_row_per_sampler_and_step_count(diffusion_run):
@@ -242,7 +237,7 @@ def test_cli_evaluates_a_run_and_writes_json(run_cli, vae_run, tmp_path):
     result = json.loads(out.read_text())
     p = result["provenance"]
     assert (p["sampler"], p["nfe"], p["n_generated"], p["seed"]) == ("decoder", 1, 200, 0)
-    assert p["run"]["family"] == "vae" and p["run"]["step"] == 20
+    assert p["run"]["family"] == "vae" and p["run"]["step"] == 100
     assert p["run"]["train_seconds"] > 0 and p["data"] == "digits"
     assert result["metrics"]["num_classes"] == 10
     assert result["likelihood"]["k"] == 5 and result["likelihood"]["nll_nats"] > 0

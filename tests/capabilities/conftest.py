@@ -1,8 +1,7 @@
-"""Tiny runs on `digits` (8x8), trained once per session, for the capability tests."""
+"""Digits and the shared trained runs, for the capability tests."""
 
 import numpy as np
 import pytest
-import torch
 
 from trilemma.data import load_data
 
@@ -13,32 +12,15 @@ def digits():
 
 
 @pytest.fixture(scope="session")
-def digits_runs(tmp_path_factory, digits):
-    """Run folders: a small diffusion model trained just enough that DDIM inversion means
-    something (150 steps, channels 8/16), a VAE, a GAN, and a conditional VAE."""
-    from trilemma.training import Budget, train
-
-    folder = tmp_path_factory.mktemp("runs")
-    specs = {
-        "diffusion": ("diffusion", 150, False, {"channels": [8, 16], "batch_size": 32}),
-        "vae": ("vae", 60, False, {}),
-        "gan": ("gan", 30, False, {}),
-        "vae-conditional": ("vae", 10, True, {}),
-    }
-    runs = {}
-    for key, (family, steps, conditional, overrides) in specs.items():
-        torch.manual_seed(0)
-        train(family, digits, folder / key, budget=Budget(steps=steps), seed=0, conditional=conditional,
-              overrides=overrides, progress=False)
-        runs[key] = folder / key
-    return runs
+def digits_runs(trained_run):
+    """Run folders of the shared trained runs (tests/conftest.py), by the keys these tests use."""
+    return {"diffusion": trained_run("diffusion"), "vae": trained_run("vae"), "gan": trained_run("gan"),
+            "vae-conditional": trained_run("cvae")}
 
 
 @pytest.fixture(scope="session")
-def families(digits_runs):
-    from trilemma.sampling import load_run
-
-    return {key: load_run(path, "cpu").family for key, path in digits_runs.items()}
+def families(loaded_run):
+    return {key: loaded_run(key).family for key in ("diffusion", "vae", "gan")}
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import trilemma
+
+pytestmark = pytest.mark.slow  # real processes under torchrun
 
 
 def test_compare_runs_unchanged_under_torchrun(tmp_path):

@@ -20,6 +20,7 @@ FIELDS = ("fid", "kid", "precision", "recall", "density", "coverage", "classes_c
           "sharpness", "samples_per_s", "nfe", "train_seconds", "parameters", "peak_memory_bytes")
 
 
+@pytest.mark.slow  # the shared small comparison takes a while to train
 def test_outputs_hold_every_family_with_its_figures(small_comparison):
     out, _ = small_comparison
     stored = json.loads((out / "results.json").read_text())
@@ -65,6 +66,7 @@ def test_fraction_of_peak_is_against_the_peak_of_the_training_precision(tmp_path
     assert "bf16 matmul peak 1000 GFLOP/s" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow  # the shared small comparison takes a while to train
 def test_checkpoints_serve_trilemma_sample(small_comparison, tmp_path):
     out, _ = small_comparison
     for family in ("vae", "gan", "diffusion"):
@@ -75,6 +77,7 @@ def test_checkpoints_serve_trilemma_sample(small_comparison, tmp_path):
         assert np.load(target)["x"].shape == (5, 8, 8, 1)
 
 
+@pytest.mark.slow
 def test_resume_retrains_nothing_that_finished(tmp_path, monkeypatch, small_settings):
     out = tmp_path / "out"
     settings = small_settings(families=("vae", "gan"), n_samples=40, n_curve=20)
@@ -117,6 +120,7 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, small_settings)
     assert (out / "mine.txt").read_text() == "keep"
 
 
+@pytest.mark.slow  # the shared small comparison takes a while to train
 def test_changed_budget_is_refused_on_resume(small_comparison, capsys):
     out, _ = small_comparison
     code = main(["compare", "--data", "digits", "--steps", "99", "--out", str(out), "--quiet"])
@@ -139,6 +143,7 @@ def test_bad_requests_get_one_line(tmp_path, capsys, argv, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the shared small comparison takes a while to train
 def test_capabilities_section_measures_every_family_alike(small_comparison):
     out, _ = small_comparison
     section = json.loads((out / "results.json").read_text())["capabilities"]

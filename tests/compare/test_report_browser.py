@@ -16,6 +16,8 @@ from PIL import Image
 
 from trilemma.compare.report import CHECKS
 
+pytestmark = pytest.mark.slow  # a real browser, on the shared small comparison
+
 BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 # Without the networking flags chromium floods a closed network with refused connections.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

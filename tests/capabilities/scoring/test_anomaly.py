@@ -49,7 +49,7 @@ def test_mahalanobis_matches_a_direct_computation_with_the_shrunk_covariance():
         mahalanobis(points, reference[:1])
 
 
-@pytest.mark.parametrize("family", ["vae", "diffusion"])
+@pytest.mark.parametrize("family", ["vae", pytest.param("diffusion", marks=pytest.mark.slow)])
 def test_typicality_is_two_sided_distance_of_the_statistics_from_the_reference(runs, digits, family):
     # Likelihood-like statistics flag what is less likely than the data; the typicality score
     # also flags what is *more* likely than training images are (a thin 1, a blank page).
@@ -100,7 +100,7 @@ def test_uniform_noise_scores_higher_than_real_digits(runs, digits, family):
     assert auroc(score_images(run, np.concatenate([real, noise]), reference=None)["score"], labels) > 0.9
 
 
-@pytest.mark.parametrize("family", ["vae", "diffusion", "gan"])
+@pytest.mark.parametrize("family", ["vae", pytest.param("diffusion", marks=pytest.mark.slow), "gan"])
 def test_scores_follow_the_inputs_order_and_are_deterministic(runs, digits, family):
     run = runs(family)
     real, noise = _real_and_noise(digits, n=20)
