@@ -41,7 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import record
 
-FAMILIES = ("vae", "gan", "diffusion")
+from trilemma.families import default_comparison
+
 TARGET_AGREEMENT = {"diffusion": 0.95, "gan": 0.90, "vae": 0.90}
 COMMANDS: list[str] = []
 
@@ -178,7 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for runs and outputs (runs are reused)")
     parser.add_argument("--parts", default="conditional,truncation,anomaly,augment")
-    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--families", default=",".join(default_comparison("image")))
     parser.add_argument("--minutes", type=float, default=3.0, help="GAN and VAE conditional budget")
     parser.add_argument("--diffusion-minutes", type=float, default=6.0)
     parser.add_argument("--steps", help="a step budget for the conditional runs instead: N, or per family "
