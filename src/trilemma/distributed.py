@@ -17,6 +17,7 @@ which is what lets a run resume under a different one.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,7 +85,10 @@ def init(device: torch.device) -> bool:
 
 
 def shutdown() -> None:
+    """Leave the process group: first let every object that holds it (DDP's reducer, in a
+    reference cycle) be collected, so none is destroyed after it at interpreter exit."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -12,6 +12,7 @@ rank 0 alone writes files. The saved state does not depend on N, so a run resume
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -251,6 +252,11 @@ class TrainingRun:
             yield
         finally:
             self.family.install_replicas(None)
+            if replicas:
+                # DDP wrappers sit in reference cycles: collect them now, while the process
+                # group lives, not at interpreter exit after it is gone (where gloo aborts).
+                del replicas
+                gc.collect()
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         epoch, position = divmod(self.step, self.batches_per_epoch)
