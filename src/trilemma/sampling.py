@@ -37,12 +37,20 @@ class Samples:
     x: np.ndarray  # uint8 (N, H, W, C) images or float32 (N, D) points
     y: np.ndarray | None
     nfe: int  # network evaluations per sample
-    seconds: float
+    seconds: float  # wall clock
     info: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float | None = None  # this process's CPU time for the same work
 
     @property
     def samples_per_second(self) -> float:
+        """Samples per wall-clock second."""
         return len(self.x) / self.seconds if self.seconds > 0 else float("inf")
+
+    def rate(self, unit: str) -> float:
+        """Samples per second of `unit`'s clock (`trilemma.clock`): per CPU-second of this
+        process ("cpu"), which another process cannot take, or per wall second ("wall")."""
+        seconds = self.cpu_seconds if unit == "cpu" and self.cpu_seconds is not None else self.seconds
+        return len(self.x) / seconds if seconds > 0 else float("inf")
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
@@ -97,7 +105,7 @@ def generate(
     done: list[tuple[int, np.ndarray, np.ndarray | None, int]] = []
     was_training = family.training
     family.eval()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for batch, first in enumerate(range(0, n, batch_size)):
         if batch % world != rank:
             continue
@@ -110,11 +118,11 @@ def generate(
         torch.cuda.synchronize(family.device)
     if world > 1:
         done = sorted((item for part in distributed.gather_objects(done) for item in part), key=lambda d: d[0])
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     family.train(was_training)
     xs = [x for _, x, _, _ in done]
     ys = [y for _, _, y, _ in done if y is not None]
     nfe = done[-1][3] if done else 0
     y = np.concatenate(ys).astype(np.int64) if ys else None
     info = {"seed": seed, "n": n, "nfe": nfe, **{k: v for k, v in options.items() if v is not None}}
-    return Samples(np.concatenate(xs), y, nfe, seconds, info)
+    return Samples(np.concatenate(xs), y, nfe, seconds, info, cpu_seconds)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trilemma.cli import main
-from trilemma.compare import run_comparison
+from trilemma.compare import family_job, run_comparison
 from trilemma.compare import runner as runner_module
 from trilemma.data import load_data
 from trilemma.errors import RunError
@@ -82,13 +82,13 @@ def test_resume_retrains_nothing_that_finished(tmp_path, monkeypatch, small_sett
     out = tmp_path / "out"
     settings = small_settings(families=("vae", "gan"), n_samples=40, n_curve=20)
     calls = []
-    real_train = runner_module.train
+    real_train = family_job.train
 
     def counting_train(family, *args, **kwargs):
         calls.append(family)
         return real_train(family, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "train", counting_train)
+    monkeypatch.setattr(family_job, "train", counting_train)
 
     class Stop(Exception):
         pass
@@ -97,14 +97,14 @@ def test_resume_retrains_nothing_that_finished(tmp_path, monkeypatch, small_sett
         raise Stop
 
     with pytest.raises(Stop):
-        run_comparison(settings, out, progress=False, on_family_done=stop_after_first)
+        run_comparison(settings, out, progress=False, side_by_side=False, on_family_done=stop_after_first)
     assert calls == ["vae"]
     finished = out / "runs" / "vae-seed0" / "evaluation.json"
     stamp = finished.stat().st_mtime_ns
     # The GAN had started: 5 of its 12 steps, as if the comparison was killed mid-way.
     train("gan", load_data("digits"), out / "runs" / "gan-seed0", budget=Budget(steps=5),
           progress=False, overrides=settings.overrides["gan"], precision="fp32", device="cpu")
-    results = run_comparison(settings, out, progress=False)
+    results = run_comparison(settings, out, progress=False, side_by_side=False)
     assert calls == ["vae", "gan"]  # the VAE was not trained again
     assert finished.stat().st_mtime_ns == stamp
     assert results["families"]["gan"]["steps"] == 12  # resumed to the full budget

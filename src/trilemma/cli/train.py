@@ -17,7 +17,9 @@ def add_train_parser(commands: Any) -> None:
                    "options as mnist:classes=1-9")
     p.add_argument("--out", required=True, help="run folder (created; must be new or empty unless --resume)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=positive_float, help="training time budget (default: 3 min on images, 45 s on points)")
+    budget.add_argument("--minutes", type=positive_float,
+                        help="training budget: CPU-minutes of this process on a CPU, wall minutes on a GPU "
+                        "(default: 3 on images, 0.75 on points)")
     budget.add_argument("--steps", type=positive_int, help="number of optimisation steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -32,6 +34,10 @@ def add_train_parser(commands: Any) -> None:
     p.add_argument("--checkpoint-every", type=positive_int, metavar="STEPS",
                    help="checkpoint every this many steps (default: every 60 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU intra-op threads (default 1: the budget counts CPU time, which a busy machine "
+                   "leaves alone on one thread; more threads finish sooner on an idle machine but spend "
+                   "CPU time waiting for each other on a busy one)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the trained networks (worth it on CUDA for long runs; off by default)")
     p.set_defaults(run=cmd_train)
@@ -57,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.family, dataset, args.out, budget=budget, seed=args.seed, device=args.device,
         resume=args.resume, conditional=args.conditional, precision=args.precision, overrides=overrides,
         checkpoint_every_steps=args.checkpoint_every, progress=not args.quiet, compile=args.compile,
+        threads=args.threads,
     )
     run = load_run(args.out, args.device)
     preview = generate(run.family, run.normalizer, 64 if dataset.kind == "image" else 2500, seed=args.seed)
@@ -66,7 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_sample_picture(preview.x, picture, dataset.name)
     state = "stopped early (resume with --resume)" if result.interrupted else "done"
     print(
-        f"{args.family} on {dataset.name}: {state} after {result.steps} steps in {result.seconds:.1f} s "
-        f"({result.images_per_second:.0f} images/s); checkpoint in {args.out}; samples in {picture}"
+        f"{args.family} on {dataset.name}: {state} after {result.steps} steps in {result.seconds:.1f} "
+        f"{'CPU-' if result.clock == 'cpu' else ''}s ({result.images_per_second:.0f} images/s; "
+        f"{result.wall_seconds:.1f} s on the wall clock); checkpoint in {args.out}; samples in {picture}"
     )
     return 130 if result.interrupted else 0  # the shell's code for a run stopped by Ctrl-C

@@ -28,7 +28,11 @@ def _colour(name: str) -> str:
 
 
 def training_curves(results: dict[str, Any]) -> bytes:
-    """Quality against training seconds: FD (left), precision and recall (right)."""
+    """Quality against the budget's own clock (CPU-seconds on a CPU, where a starved family shows
+    as unequal, not merely slow): FD (left), precision and recall (right)."""
+    from trilemma.compare.machine_section import clock_of
+
+    xlabel = "training CPU-seconds" if clock_of(results) == "cpu" else "training seconds"
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     fid_name = "FD"
     for name, entry in results["families"].items():
@@ -42,9 +46,9 @@ def training_curves(results: dict[str, Any]) -> bytes:
                        label=f"{name} precision" if i == 0 else None)
             right.plot(t, [p.get("recall") for p in points], "o-", color=_colour(name), alpha=0.8,
                        label=f"{name} recall" if i == 0 else None)
-    left.set(xlabel="training seconds", ylabel=f"{fid_name} (lower is better)", title="Quality during training")
+    left.set(xlabel=xlabel, ylabel=f"{fid_name} (lower is better)", title="Quality during training")
     left.set_yscale("log")
-    right.set(xlabel="training seconds", ylabel="precision (dashed), recall (solid)", ylim=(0, 1.02),
+    right.set(xlabel=xlabel, ylabel="precision (dashed), recall (solid)", ylim=(0, 1.02),
               title="Fidelity and diversity during training")
     left.legend(fontsize=8)
     right.legend(fontsize=7, ncol=2)

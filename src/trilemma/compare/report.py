@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from trilemma.compare import figures
+from trilemma.compare import figures, machine_section
 from trilemma.io import write_text
 from trilemma.metrics.catalogue import BY_KEY, RESULT_METRICS, TABLES, Metric
 
@@ -171,7 +171,7 @@ def _budget(budget: dict[str, Any] | None) -> str:
     if not budget:
         return "–"
     if budget.get("seconds"):
-        return f"{budget['seconds']:g} s"
+        return f"{budget['seconds']:g} {'CPU-s' if budget.get('clock') == 'cpu' else 's'}"
     return f"{budget.get('steps')} steps"
 
 
@@ -187,7 +187,7 @@ def _capabilities(results: dict[str, Any]) -> str:
 def render_report(results: dict[str, Any]) -> str:
     settings, families = results["settings"], results["families"]
     scores = results["recommendation"]["scores"]
-    budget = f"{settings['seconds']:g} s" if settings.get("seconds") else f"{settings['steps']} steps"
+    budget = machine_section.budget_text(results)
     device = results["device"].get("name") or results["device"].get("type")
     notes = sorted({n for f in families.values() for n in f.get("notes") or [] if n})
     nfe_png = figures.fid_against_nfe(results)
@@ -200,6 +200,7 @@ def render_report(results: dict[str, Any]) -> str:
     parts = [
         f"<h1>trilemma: {', '.join(_e(n) for n in families)} on {_e(results['data']['name'])}</h1>",
         f'<p class="sub">{_e(subtitle)}</p>',
+        machine_section.render_warnings(results),
         _recommendation(results),
         "<h2>The trilemma at a glance</h2>",
         _img(figures.trilemma_triangle(results, scores), "trilemma triangle"),
@@ -216,7 +217,7 @@ def render_report(results: dict[str, Any]) -> str:
         parts += ["<h2>Iterative samplers: quality against network evaluations</h2>",
                   _img(nfe_png, "FD against NFE"), _nfe_table(results)]
     parts += ["<h2>The folklore, checked</h2>", _claims(results), _capabilities(results),
-              "<h2>Provenance</h2>", _provenance(results)]
+              machine_section.render(results), "<h2>Provenance</h2>", _provenance(results)]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     body = "\n".join(p for p in parts if p)

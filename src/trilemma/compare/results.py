@@ -44,6 +44,7 @@ def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset:
     deviation (``FIELD_std``, seeds > 1), the per-seed figures, curves and provenance; then the
     claims checked against them and the recommendation for the settings' priorities."""
     from trilemma.compare.claims import check_claims
+    from trilemma.compare.contention import warnings
     from trilemma.compare.scoring import recommend
 
     families: dict[str, Any] = {}
@@ -69,7 +70,10 @@ def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset:
             provenance=first["provenance"],
             training_provenance={k: first["training"].get(k) for k in
                                  ("budget", "device", "precision", "batch_size", "flops_per_step",
-                                  "matmul_peak_gflops")},
+                                  "matmul_peak_gflops", "clock", "threads")},
+            # What the machine was like while each seed trained (`compare.contention`).
+            contention=[{"seed": r["seed"], **(r.get("contention") or {}),
+                         "train_wall_seconds": r["training"].get("wall_seconds")} for r in mine],
             notes=first["notes"],
             sample_grids=[str(Path(r["run_dir"]) / "samples.png") for r in mine],
         )
@@ -84,6 +88,7 @@ def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset:
         "matmul_peak_gflops": peak_gflops,
         "matmul_peak_precision": peak_precision,
         "families": families,
+        "warnings": warnings(records, peak_gflops if device.get("type", "cpu") == "cpu" else None),
     }
     results["claims"] = check_claims(results)
     results["recommendation"] = recommend(results, settings.priorities)

@@ -73,10 +73,12 @@ def fid_against_nfe(
     n_real: int | None = None,
     batch_size: int = 500,
     cache: FeatureCache | None = None,
+    clock: str = "wall",
 ) -> list[dict[str, Any]]:
     """Fréchet distance and sampling speed of an iterative model for each sampler and step count.
 
-    `samplers`: some of the family's own (`Family.samplers`), all of them by default.
+    `samplers`: some of the family's own (`Family.samplers`), all of them by default. `clock`:
+    what samples/s counts, wall seconds or this process's CPU seconds ("cpu").
     For every (sampler, steps), n samples are drawn with the same `seed` and scored with the
     same extractor against the same real reference (features computed once), so the rows
     differ only in the sampler. `steps` maps sampler → step counts, or gives one list for all
@@ -110,7 +112,8 @@ def fid_against_nfe(
             row = {"sampler": sampler, "steps": int(count), "nfe": int(samples.nfe),
                    **_scores(samples.x, dataset, real, extractor, cache, seed,
                              f"{sampler} at {count} steps"),
-                   "samples_per_s": samples.samples_per_second, "seconds": samples.seconds,
+                   "samples_per_s": samples.rate(clock), "speed_clock": clock,
+                   "seconds": samples.seconds, "cpu_seconds": samples.cpu_seconds,
                    "n_generated": n, "n_real": len(real.x), "reference": reference,
                    "extractor": extractor.name if extractor is not None else RAW_COORDINATES,
                    "extractor_sha256": extractor.weights_sha256 if extractor is not None else None,

@@ -184,6 +184,11 @@ def training_cost(
         "images_seen": steps * batch_size,
         "images_per_s": steps * batch_size / seconds if seconds > 0 else None,
         "steps_per_s": steps / seconds if seconds > 0 else None,
+        # train_seconds is on the budget's clock: CPU seconds on a CPU (runs before the clock
+        # was recorded counted wall seconds), wall seconds on a GPU.
+        "clock": (config.get("budget") or {}).get("clock", "wall"),
+        "wall_seconds": float(state.get("wall_seconds", seconds)),
+        "threads": config.get("threads"),
         "parameters": int(config["parameters"]),
         "budget": config.get("budget"),
         "device": config.get("device"),

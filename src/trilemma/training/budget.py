@@ -10,7 +10,10 @@ from trilemma.data import Dataset
 
 @dataclass
 class Budget:
-    """Stop after this many optimisation steps, or this much training time, whichever first."""
+    """Stop after this many optimisation steps, or this much training time, whichever first.
+
+    The time is on the training clock (`trilemma.clock`): this process's CPU seconds on a CPU,
+    wall seconds on a GPU."""
 
     steps: int | None = None
     seconds: float | None = None
@@ -37,7 +40,8 @@ class Budget:
 
 
 def default_budget(dataset: Dataset) -> Budget:
-    """Sized for a 2-core CPU: well under a minute on 2-D sets, three minutes on images."""
+    """Sized for a 2-core CPU: 45 CPU-seconds on 2-D sets, three CPU-minutes on images (on a
+    GPU, as many wall seconds)."""
     return Budget(seconds=45.0 if dataset.kind == "points" else 180.0)
 
 

@@ -25,7 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
-from trilemma import distributed
+from trilemma import clock, distributed
 from trilemma.checkpoints import (
     latest_checkpoint,
     load_checkpoint,
@@ -64,10 +64,12 @@ StepCallback = Callable[[int, float, Family, EMA], "bool | None"]
 class TrainResult:
     run_dir: Path
     steps: int
-    seconds: float
-    images_per_second: float
+    seconds: float  # training time in the budget's unit (`clock`): CPU seconds on a CPU
+    images_per_second: float  # per second of that clock
     losses: dict[str, float]
     interrupted: bool = False
+    wall_seconds: float = 0.0  # the same steps on the wall clock
+    clock: str = "wall"
 
 
 def train(
@@ -87,8 +89,14 @@ def train(
     progress: bool = True,
     on_step: StepCallback | None = None,
     compile: bool = False,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train one family on a data set into run_dir.
+
+    The budget's seconds are CPU seconds of this process on a CPU and wall seconds on a GPU
+    (`trilemma.clock`): another process can slow a CPU run down but not shorten its training.
+    On a CPU the run uses `threads` intra-op threads (default 1, whose CPU time does not grow
+    when the machine is busy; the caller's setting is restored afterwards).
 
     ``on_step(step, elapsed, family, ema)`` is called after each step with the training seconds
     so far; time spent inside it is not counted against the budget. Returning True stops the
@@ -102,9 +110,10 @@ def train(
     """
     run = TrainingRun(family_name, dataset, Path(run_dir), budget=budget, seed=seed, device=device,
                       resume=resume, conditional=conditional, precision=precision,
-                      overrides=overrides or {}, compile=compile)
-    return run.train(on_step, progress=progress, every_seconds=checkpoint_every_seconds,
-                     every_steps=checkpoint_every_steps)
+                      overrides=overrides or {}, compile=compile, threads=threads)
+    with clock.cpu_threads(run.threads):
+        return run.train(on_step, progress=progress, every_seconds=checkpoint_every_seconds,
+                         every_steps=checkpoint_every_steps)
 
 
 class TrainingRun:
@@ -113,9 +122,11 @@ class TrainingRun:
 
     def __init__(self, family_name: str, dataset: Dataset, run_dir: Path, *, budget: Budget | None,
                  seed: int, device: str, resume: bool, conditional: bool, precision: str,
-                 overrides: dict[str, Any], compile: bool):
+                 overrides: dict[str, Any], compile: bool, threads: int | None = None):
         self.family_name, self.dataset, self.run_dir, self.compile = family_name, dataset, run_dir, compile
         self.device = resolve_device(device)
+        self.unit = clock.unit_of(self.device)
+        self.threads = (threads or clock.DEFAULT_CPU_THREADS) if self.device.type == "cpu" else None
         distributed.init(self.device)
         stored = prepare_run_dir(run_dir, resume)
         distributed.barrier()  # every rank has looked at run_dir before rank 0 creates anything
@@ -124,7 +135,10 @@ class TrainingRun:
         if stored is not None:
             check_resumable(stored, run_dir, family_name, dataset)
             seed, config = stored["seed"], cls.config_class.from_json(stored["family_config"])
-            budget, precision = budget or Budget(**stored["budget"]), stored.get("precision", "fp32")
+            budget = budget or Budget(stored["budget"].get("steps"), stored["budget"].get("seconds"))
+            precision = stored.get("precision", "fp32")
+            if threads is None and self.threads is not None:
+                self.threads = stored.get("threads") or self.threads
         else:
             data = DataShape(dataset.kind, dataset.sample_shape, dataset.num_classes if conditional else 0)
             budget, config = budget or default_budget(dataset), cls.default_config(data, **overrides)
@@ -161,7 +175,7 @@ class TrainingRun:
             self.family.grad_scaler = torch.amp.GradScaler(self.device.type)
         optim = self.config.optim
         self.ema = EMA(self.family.averaged_network(), optim.ema_power, optim.ema_max_decay)
-        self.step, self.elapsed, self.losses = 0, 0.0, {}
+        self.step, self.elapsed, self.wall, self.losses = 0, 0.0, 0.0, {}
 
     def _write_record(self) -> None:
         if not self.main:
@@ -169,7 +183,8 @@ class TrainingRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only once every check has passed
         write_json_atomic(self.run_dir / "config.json", run_record(
             family=self.family_name, family_config=self.config.to_json(), data=self.dataset.describe(),
-            seed=self.seed, budget=self.budget.to_json(), device=describe_device(self.device),
+            seed=self.seed, budget={**self.budget.to_json(), "clock": self.unit},
+            device=describe_device(self.device), threads=self.threads,
             precision=self.precision, compile=self.compile,
             distributed=distributed_record(self.world, self.device, self.batch_size),
             parameters=sum(p.numel() for p in self.family.parameters())))
@@ -183,6 +198,7 @@ class TrainingRun:
         self.ema.load_state_dict(ema_state)
         self.step, self.elapsed = restore_training_state(state, self.optimizers, self.device,
                                                          self.family.grad_scaler)
+        self.wall = state.get("wall_seconds", self.elapsed)
 
     def _place_data(self) -> None:
         self.x_train = self.dataset.x_train
@@ -213,13 +229,15 @@ class TrainingRun:
         self.family.train()
         with StopFlag() as stop, self._replicas_installed():
             while not self.budget.done(self.step, self.elapsed):
+                started, wall_started = clock.now(self.unit), time.perf_counter()
                 x, labels = self._next_batch()
                 self._schedule_learning_rates()
-                values, seconds = self._optimise(x, labels)
+                values = self._optimise(x, labels)
                 self._refuse_non_finite(values, bar)
                 self.ema.update(self.step)
                 self.step += 1
-                self.elapsed += seconds
+                self.elapsed += self._step_seconds(clock.now(self.unit) - started)
+                self.wall += time.perf_counter() - wall_started
                 bar.update(self.step, self.elapsed, self.losses)
                 asked = bool(on_step is not None and on_step(self.step, self.elapsed, self.family, self.ema))
                 if distributed.broadcast_flag(asked or stop.requested):
@@ -233,7 +251,8 @@ class TrainingRun:
         if distributed.broadcast_flag(unsaved):
             self.save()
         images_per_second = self.step * self.batch_size / self.elapsed if self.elapsed > 0 else 0.0
-        return TrainResult(self.run_dir, self.step, self.elapsed, images_per_second, self.losses, interrupted)
+        return TrainResult(self.run_dir, self.step, self.elapsed, images_per_second, self.losses, interrupted,
+                           self.wall, self.unit)
 
     @contextmanager
     def _replicas_installed(self):
@@ -277,22 +296,25 @@ class TrainingRun:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * scale
 
-    def _optimise(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, float]:
-        """One training step; returns the losses (the global batch's mean under DDP) and the
-        step's seconds (rank 0's clock under DDP, which every rank's budget then follows)."""
-        started = time.perf_counter()
+    def _optimise(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """One training step; returns the losses (the global batch's mean under DDP)."""
         with autocast(self.device, self.precision), distributed.batch_shard(self.rank, self.world):
             losses = self.family.training_step(x, labels, self.optimizers)
         if self.family.grad_scaler is not None:
             self.family.grad_scaler.update()
         values = torch.stack([v.float() for v in losses.values()]).cpu()
-        seconds = time.perf_counter() - started
         if self.world > 1:
-            # One collective: a NaN on any rank reaches all, so all stop together.
-            summed = distributed.all_reduce_sum(torch.cat([values, torch.tensor([seconds * self.main])]))
-            values, seconds = summed[:-1] / self.world, float(summed[-1])
+            # A NaN on any rank reaches all, so all stop together.
+            values = distributed.all_reduce_sum(values) / self.world
         self.losses = dict(zip(losses, values.tolist()))
-        return values, seconds
+        return values
+
+    def _step_seconds(self, seconds: float) -> float:
+        """The step's cost on the budget's clock; under DDP rank 0's, which every rank's
+        budget then follows, so that all ranks stop at the same step."""
+        if self.world > 1:
+            seconds = float(distributed.all_reduce_sum(torch.tensor([seconds * self.main], dtype=torch.float64))[0])
+        return seconds
 
     def _refuse_non_finite(self, values: torch.Tensor, bar: ProgressBar) -> None:
         if torch.isfinite(values).all():
@@ -315,6 +337,7 @@ class TrainingRun:
         """A checkpoint of the current step (rank 0 writes; every rank waits for it)."""
         state = training_state(
             self.step, self.elapsed, self.optimizers, self.device, losses=self.losses,
+            wall_seconds=self.wall, clock=self.unit,
             grad_scaler=self.family.grad_scaler.state_dict() if self.family.grad_scaler is not None else None,
             peak_memory=peak_memory(self.device), world_size=self.world)
         if self.main:
