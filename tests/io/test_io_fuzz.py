@@ -99,13 +99,13 @@ def _check_folder(run_cli, root: Path, hostile: Path, good: int = 2) -> tuple[st
     for seed in range(good):
         (folder / f"good{seed}.png").write_bytes(png_bytes(seed=10 + seed))
     before = snapshot(root)
-    allocated = Image.core.get_stats()["new_count"]
     code, out, err = run_cli("train", "--family", "vae", "--data", folder, "--steps", 1,
                              "--out", root / "run", "--quiet")
-    allocated = Image.core.get_stats()["new_count"] - allocated
     message = assert_one_line_error(code, out, err, folder)
+    allocated = Image.core.get_stats()["new_count"]
     with pytest.raises(DataError) as verdict:
         load_data(str(folder))
+    allocated = Image.core.get_stats()["new_count"] - allocated
     assert message == printable(verdict.value), "the CLI and the API disagree"
     if printable(hostile) not in message:  # the file was readable: the folder is too small
         assert message.endswith(f"only {good + 1} images; at least {MIN_SAMPLES} are needed"), message
