@@ -63,30 +63,32 @@ def _size(nbytes: int) -> str:
     return f"{nbytes} bytes"
 
 
-def _declared(stream: IO[bytes], where: str, available: int | None = None) -> int:
+def _declared(stream: IO[bytes], shown: str, member: str = "", available: int | None = None) -> int:
     """Read an .npy header from `stream`; the number of data bytes it declares, after checking
     the dtype, the shape and the memory limit. With `available`, the bytes the file holds
-    after the start of the header, the declaration must fit in them."""
+    after the start of the header, the declaration must fit in them. `member` names the array
+    of an .npz in messages ("array 'x' ")."""
+    where = f"{shown}: {member}"
     version = npy_format.read_magic(stream)
     if version == (1, 0):
         shape, _, dtype = npy_format.read_array_header_1_0(stream)
     elif version == (2, 0):
         shape, _, dtype = npy_format.read_array_header_2_0(stream)
     else:
-        raise DataError(f"{where}: .npy format version {version[0]}.{version[1]} is not read "
-                        "(plain numeric arrays are saved as 1.0 or 2.0)")
+        raise DataError(f"{where}has .npy format version {version[0]}.{version[1]}, which is not "
+                        "read (plain numeric arrays are saved as 1.0 or 2.0)")
     if dtype.hasobject:
-        raise DataError(f"{where}: holds Python objects, which are never unpickled; "
+        raise DataError(f"{shown}: holds Python objects, which are never unpickled; "
                         "save plain numeric arrays")
     if any(side < 0 for side in shape):
-        raise DataError(f"{where}: header declares an impossible shape {shape}")
+        raise DataError(f"{where}declares an impossible shape {shape}")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > memory_limit():
-        raise DataError(f"{where}: declares an array of shape {shape} and dtype {dtype} "
+        raise DataError(f"{where}declares an array of shape {shape} and dtype {dtype} "
                         f"({_size(nbytes)}), more than {MEMORY_FRACTION:.0%} of this "
                         f"machine's memory ({_size(memory_limit())}); refused before reading")
     if available is not None and nbytes > available - stream.tell():
-        raise DataError(f"{where}: declares an array of shape {shape} and dtype {dtype} "
+        raise DataError(f"{where}declares an array of shape {shape} and dtype {dtype} "
                         f"({_size(nbytes)}) but holds only {_size(max(0, available - stream.tell()))} "
                         "of data (truncated or corrupt)")
     return nbytes
@@ -101,25 +103,28 @@ def _read_npy(path: Path, shown: str) -> dict[str, np.ndarray]:
 
 def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> str:
     """The array name of one .npz member, after checking what it declares."""
-    where = f"{shown}: array '{printable(info.filename)}'"
+    name = info.filename.removesuffix(".npy")
+    member = f"array '{printable(name)}' "
+    where = f"{shown}: {member}"
     if not info.filename.endswith(".npy"):
-        raise DataError(f"{where} is not an .npy array; an .npz holds only arrays")
+        raise DataError(f"{shown}: holds '{printable(name)}', which is not an .npy array; an .npz "
+                        "holds only arrays")
     if info.flag_bits & 0x1:
-        raise DataError(f"{where} is encrypted")
+        raise DataError(f"{where}is encrypted")
     if info.compress_type == zipfile.ZIP_STORED:
         most = info.compress_size
     elif info.compress_type == zipfile.ZIP_DEFLATED:
         most = info.compress_size * DEFLATE_MAX_RATIO + 64
     else:
-        raise DataError(f"{where} is compressed with zip method {info.compress_type}; .npz files "
+        raise DataError(f"{where}is compressed with zip method {info.compress_type}; .npz files "
                         "are read stored or deflated, as numpy.savez and savez_compressed write them")
     if info.file_size > most:
-        raise DataError(f"{where}: the zip directory declares {_size(info.file_size)} from "
+        raise DataError(f"{where}is {_size(info.file_size)} by the zip directory, from "
                         f"{_size(info.compress_size)} of compressed data, which cannot be "
                         "(corrupt or forged)")
-    with archive.open(info) as member:
-        _declared(member, where, available=info.file_size)
-    return info.filename[: -len(".npy")]
+    with archive.open(info) as stream:
+        _declared(stream, shown, member, available=info.file_size)
+    return name
 
 
 def _read_npz(path: Path, shown: str) -> dict[str, np.ndarray]:
