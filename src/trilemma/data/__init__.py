@@ -51,13 +51,12 @@ def check_output_apart(output: str | Path, source: str, option: str = "--out", *
     data spec naming a folder, that lies in that folder: the next load of the folder would
     read what was written there (a run's samples.png, a JSON file) as data, or refuse it. A
     built-in data set, or a path that does not exist, has nothing to protect."""
-    if spec and source in BUILTIN_NAMES:
-        return
     try:
-        path = Path(parse_spec(source)[0] if spec else source).expanduser()
+        name = parse_spec(source)[0] if spec else source
     except DataError:
         return  # a malformed spec is refused, in its own words, when it is loaded
-    if not path.exists():
+    path = Path(name).expanduser()
+    if (spec and name in BUILTIN_NAMES) or not path.exists():
         return
     data = Path(os.path.realpath(path))
     out = Path(os.path.realpath(Path(output).expanduser()))
