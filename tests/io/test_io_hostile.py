@@ -95,6 +95,28 @@ def test_an_image_at_the_pixel_limit_is_decoded(tmp_path):
         load_data(str(folder))
 
 
+def test_a_folder_or_array_declaring_more_than_memory_holds_is_refused_before_decoding(run_cli, tmp_path,
+                                                                                       monkeypatch):
+    """The limit is half of physical memory; lowered here so that a few small files exceed it."""
+    import trilemma.data.files
+    import trilemma.io.npy
+
+    monkeypatch.setattr(trilemma.data.files, "memory_limit", lambda: 300)  # bytes: 2 images of 12x12
+    monkeypatch.setattr(trilemma.io.npy, "memory_limit", lambda: 1000)
+    folder = _folder(tmp_path / "data")
+    allocated = Image.core.get_stats()["new_count"]
+    with pytest.raises(DataError) as verdict:
+        load_data(str(folder))
+    assert str(verdict.value).startswith(f"{folder}: its images declare more than ")
+    # Two images decoded (and copied); decoding all nine would take 18 or more.
+    assert Image.core.get_stats()["new_count"] - allocated <= 2 * 3, "decoded past the limit"
+    path = tmp_path / "big.npz"
+    np.savez(path, x=np.zeros((20, 8, 8), np.uint8))
+    message = _refused(run_cli, tmp_path, *_train(path, tmp_path / "run"))
+    assert message.startswith(f"{path}: array 'x' declares an array of shape (20, 8, 8) and dtype uint8 "
+                              "(1.25 KiB), more than 50% of this machine's memory"), message
+
+
 # -- symbolic links, special files, names --------------------------------------------------
 
 def _loop_in_subfolder(folder: Path) -> Path:
