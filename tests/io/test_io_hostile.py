@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from hostile_files import (
     assert_one_line_error,
     jpeg_declaring,
     npy_declaring,
+    npz_of,
     png_bytes,
     png_declaring,
     snapshot,
@@ -168,6 +171,13 @@ def test_links_that_do_not_loop_are_followed(tmp_path):
     assert len(data.x_train) + len(data.x_heldout) == 9
 
 
+def test_folders_nested_beyond_any_use_are_refused(run_cli, tmp_path):
+    folder = _folder(tmp_path / "data" / "a").parent
+    _folder(folder / "a" / "/".join("d" * 40), count=1)
+    message = _refused(run_cli, tmp_path, *_train(folder, tmp_path / "run"))
+    assert message.startswith(f"{folder}/a/d/d/") and message.endswith("folders nested more than 32 deep")
+
+
 def test_a_pipe_named_like_an_image_is_refused_without_being_opened(run_cli, tmp_path):
     folder = _folder(tmp_path / "data")
     os.mkfifo(folder / "pipe.png")  # opening it for reading would wait for a writer forever
@@ -254,6 +264,33 @@ def test_an_anomaly_labels_file_of_another_length_is_refused(tmp_path):
         read_label_file(tmp_path / "labels.npy", 20)
     with pytest.raises(DataError, match=r"labels\.csv: 21 labels for 20 images$"):
         read_label_file(tmp_path / "labels.csv", 20)
+
+
+@pytest.mark.parametrize("compressed, reason", [
+    (False, "is 3.73 GiB by the zip directory, in a file of"),
+    (True, "is 3.73 GiB by the zip directory, from"),
+], ids=["stored", "deflated"])
+def test_a_zip_directory_that_lies_about_sizes_is_refused_before_anything_is_allocated(run_cli, tmp_path,
+                                                                                     compressed, reason):
+    """The directory says a member holds 4e9 bytes, as its header does; the file holds a few
+    hundred. NumPy would allocate the 4e9 before finding out."""
+    header = npy_declaring((4 * 10**9,), "|u1", b"")
+    data = bytearray(npz_of({"x.npy": header + b"\0" * 100}, compressed=compressed))
+    directory = data.index(b"PK\x01\x02")
+    size = 4 * 10**9 + len(header)
+    struct.pack_into("<I", data, directory + 24, size)  # the uncompressed size
+    if not compressed:  # stored: the compressed size is the size
+        struct.pack_into("<I", data, directory + 20, size)
+    path = tmp_path / "lying.npz"
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        message = _refused(run_cli, tmp_path, "evaluate", path, "--data", "digits")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message.startswith(f"{path}: array 'x' {reason}"), message
+    assert peak < 256 << 20, f"{peak / 2**20:.0f} MiB"
 
 
 class _Canary:

@@ -25,6 +25,7 @@ from trilemma.io.npy import MEMORY_FRACTION, memory_limit
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "P_gray"}
 MIN_SAMPLES = 8
+MAX_DEPTH = 32  # sub-folders within sub-folders: deeper is refused (and would exhaust recursion)
 
 
 # What Pillow may parse: the formats of IMAGE_EXTENSIONS and no other, whatever a file's bytes
@@ -73,6 +74,8 @@ def _image_files(folder: Path, chain: tuple[tuple[int, int], ...]) -> list[Path]
             if (info.st_dev, info.st_ino) in chain:
                 raise DataError(f"{printable(path)}: symbolic link loop (leads back to a folder "
                                 "that contains it)")
+            if len(chain) > MAX_DEPTH:
+                raise DataError(f"{printable(path)}: folders nested more than {MAX_DEPTH} deep")
             files += _image_files(path, (*chain, (info.st_dev, info.st_ino)))
         elif not stat.S_ISREG(info.st_mode):
             raise DataError(f"{printable(path)}: not a regular file (a pipe, socket or device)")

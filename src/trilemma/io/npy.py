@@ -101,8 +101,9 @@ def _read_npy(path: Path, shown: str) -> dict[str, np.ndarray]:
         return {"x": npy_format.read_array(file, allow_pickle=False)}
 
 
-def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> str:
-    """The array name of one .npz member, after checking what it declares."""
+def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, size: int) -> str:
+    """The array name of one .npz member, after checking what it declares against the bytes
+    there are (`size`, the file's)."""
     name = info.filename.removesuffix(".npy")
     member = f"array '{printable(name)}' "
     where = f"{shown}: {member}"
@@ -111,6 +112,9 @@ def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -
                         "holds only arrays")
     if info.flag_bits & 0x1:
         raise DataError(f"{where}is encrypted")
+    if info.compress_size > size:
+        raise DataError(f"{where}is {_size(info.compress_size)} by the zip directory, in a file of "
+                        f"{_size(size)} (corrupt or forged)")
     if info.compress_type == zipfile.ZIP_STORED:
         most = info.compress_size
     elif info.compress_type == zipfile.ZIP_DEFLATED:
@@ -131,7 +135,7 @@ def _read_npz(path: Path, shown: str) -> dict[str, np.ndarray]:
     arrays = {}
     with zipfile.ZipFile(path) as archive:
         members = archive.infolist()
-        names = [_check_member(archive, info, shown) for info in members]
+        names = [_check_member(archive, info, shown, path.stat().st_size) for info in members]
         if len(set(names)) != len(names):
             raise DataError(f"{shown}: holds two arrays of the same name")
         for name, info in zip(names, members, strict=True):
