@@ -1,7 +1,12 @@
 """A user's own data: a folder of images (optionally one sub-folder per class) or an
 .npy/.npz array file. Files are only ever opened for reading.
 
-This is the one reader of image files (PIL); array files are read by `trilemma.io`."""
+This is the one reader of image files (PIL); array files are read by `trilemma.io`. A folder
+may have been built to hurt, so: symbolic links are followed but a loop is refused, as are
+broken links, pipes and devices; Pillow parses only the formats the extensions name; every
+image's header is checked against the pixel limit (`MAX_IMAGE_PIXELS`) and the folder's total
+against the memory limit before its pixels are decoded; and when some files cannot be read,
+they are named before anything else is said about the folder."""
 
 from __future__ import annotations
 
