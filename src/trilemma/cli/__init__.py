@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trilemma.errors import TrilemmaError
+from trilemma.errors import TrilemmaError, printable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,16 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from trilemma import distributed
+    from trilemma.cli.arguments import check_outputs_apart
 
     try:
         if distributed.launched():  # under torchrun: join the process group before any work
             from trilemma.device import resolve_device
 
             distributed.init(resolve_device(getattr(args, "device", "auto")))
+        check_outputs_apart(args)  # nothing a command writes may land on or among its inputs
         code = args.run(args)
         distributed.barrier()  # all ranks done before any tears the group down (no-op alone)
     except TrilemmaError as error:
-        print(f"trilemma: error: {error}", file=sys.stderr)
+        print(f"trilemma: error: {printable(error)}", file=sys.stderr)  # one line, whatever a name holds
         return 2
     except KeyboardInterrupt:
         print("trilemma: interrupted", file=sys.stderr)

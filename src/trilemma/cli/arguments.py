@@ -64,3 +64,26 @@ def output_file(path: str | Path | None, option: str = "--out", suffix: str | No
     if not out.parent.exists():
         raise UnsupportedRequest(f"{option} {out}: folder {out.parent} does not exist")
     return out
+
+
+# What a command reads, by argparse destination: data specs (a built-in name, a file or a folder
+# of images), and options that may name a single input file (`source` is evaluate's FILE.npz,
+# or a run folder, which may be written into). And what it writes.
+DATA_SPECS = ("data",)
+INPUT_FILES = ("source", "images", "reference", "labels", "mask")
+OUTPUTS = {"out": "--out", "json_out": "--json", "grid": "--grid"}
+
+
+def check_outputs_apart(args: argparse.Namespace) -> None:
+    """No output of a command may be one of its input files, or lie in its data folder:
+    refused before any work (`trilemma.data.check_output_apart`)."""
+    from trilemma.data import check_output_apart
+
+    for dest, option in OUTPUTS.items():
+        output = getattr(args, dest, None)
+        if not isinstance(output, str):
+            continue
+        for name in DATA_SPECS + INPUT_FILES:
+            source = getattr(args, name, None)
+            if isinstance(source, str):
+                check_output_apart(output, source, option, spec=name in DATA_SPECS)

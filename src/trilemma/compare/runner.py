@@ -34,7 +34,7 @@ from trilemma.checkpoints import latest_checkpoint, read_json, write_json_atomic
 from trilemma.compare.contention import MachineMonitor
 from trilemma.compare.family_job import ComparisonInterrupted, FamilyJob, run_dir_of
 from trilemma.compare.settings import CompareSettings
-from trilemma.data import Dataset, load_data
+from trilemma.data import Dataset, check_output_apart, load_data
 from trilemma.device import DTYPES, describe_device, resolve_device, resolve_precision
 from trilemma.errors import RunError
 from trilemma.evaluation import builtin_name
@@ -107,6 +107,7 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
     out_dir = Path(out_dir)
     log = _Log(progress)
     dataset = dataset if dataset is not None else load_data(settings.data)
+    check_output_apart(out_dir, settings.data)  # not inside the data folder; nothing written yet
     resuming = prepare_output(out_dir, settings)
     device = resolve_device(settings.device)
     if side_by_side is None:

@@ -9,6 +9,7 @@ Spec grammar: ``SOURCE[:key=value[:key=value…]]`` where SOURCE is a built-in n
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,10 @@ import torch
 from trilemma.data.dataset import Dataset, Normalizer, split_indices
 from trilemma.data.files import load_array_file, load_image_folder
 from trilemma.data.mixtures import MIXTURES
-from trilemma.errors import DataError
+from trilemma.errors import DataError, printable
 
-__all__ = ["BUILTIN_NAMES", "Dataset", "Normalizer", "load_data", "parse_classes", "parse_spec"]
+__all__ = ["BUILTIN_NAMES", "Dataset", "Normalizer", "check_output_apart", "load_data", "parse_classes",
+           "parse_spec"]
 
 BUILTIN_NAMES = ("mnist", "digits", "ring8", "grid25")
 SPLIT_SEED = 0  # fixed: every family and every run sees the same split
@@ -41,6 +43,30 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
             raise DataError(f"data spec '{spec}': unknown option '{part}' (known: classes=…, size=…)")
         options[key] = value
     return source, options
+
+
+def check_output_apart(output: str | Path, source: str, option: str = "--out", *,
+                       spec: bool = True) -> None:
+    """Refuse an output path that is the input file `source` itself or, when `source` is a
+    data spec naming a folder, that lies in that folder: the next load of the folder would
+    read what was written there (a run's samples.png, a JSON file) as data, or refuse it. A
+    built-in data set, or a path that does not exist, has nothing to protect."""
+    try:
+        name = parse_spec(source)[0] if spec else source
+    except DataError:
+        return  # a malformed spec is refused, in its own words, when it is loaded
+    path = Path(name).expanduser()
+    if (spec and name in BUILTIN_NAMES) or not path.exists():
+        return
+    data = Path(os.path.realpath(path))
+    out = Path(os.path.realpath(Path(output).expanduser()))
+    if out == data:
+        raise DataError(f"{option} {printable(output)}: is the input {printable(source)} itself; "
+                        "inputs are only ever read, choose another place to write")
+    if spec and data.is_dir() and out.is_relative_to(data):
+        raise DataError(f"{option} {printable(output)}: lies inside the data folder "
+                        f"{printable(path)}, whose next reading would take what is written there "
+                        "for data; choose a place outside it")
 
 
 def parse_classes(text: str, spec: str) -> list[int]:
@@ -111,6 +137,8 @@ def load_data(spec: str) -> Dataset:
     else:
         path = Path(source).expanduser()
         if not path.exists():
+            if path.is_symlink():
+                raise DataError(f"{printable(source)}: a symbolic link that leads nowhere (broken, or a loop)")
             raise DataError(
                 f"{source}: no such file or folder (built-in data sets: {', '.join(BUILTIN_NAMES)})"
             )
@@ -120,7 +148,7 @@ def load_data(spec: str) -> Dataset:
             x, labels, class_names, info = load_array_file(path)
         else:
             raise DataError(f"{path}: unsupported file type '{path.suffix}'; give a folder of images or an .npy/.npz file")
-        name = path.name
+        name = printable(path.name)
     kind = "points" if x.ndim == 2 else "image"
     fraction = info.pop("heldout_fraction", HELDOUT_FRACTION)
     train, heldout = split_indices(len(x), labels, fraction, SPLIT_SEED)

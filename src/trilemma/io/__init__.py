@@ -1,7 +1,9 @@
 """Input and output of user files, in one place, so that every command gives the same verdict
 on the same file.
 
-- `arrays`: the one reader of .npz/.npy files (``x``, ``y``, ``provenance``), never unpickling.
+- `arrays`: the one reader of .npz/.npy files (``x``, ``y``, ``provenance``), never unpickling;
+  `npy` underneath it checks what a file declares against the bytes it holds before NumPy
+  allocates anything.
 - `images`: the one converter of images between the user's forms (uint8, integers 0-255, bool
   or floats in [0, 1]; NHW, NHWC or NCHW) and the canonical uint8 NCHW, and on to a run's
   model space and back.

@@ -3,7 +3,8 @@
 The format is what `trilemma sample` writes: ``x`` the samples (images or points), ``y``
 optional integer class labels, ``provenance`` optional JSON text saying how the file was made.
 An `.npz` holding a single array under another name, or an `.npy`, is read as ``x``. Files are
-never unpickled (``allow_pickle=False``), so a file cannot run code. Every problem is one
+never unpickled, so a file cannot run code, and what a file declares is checked against the
+bytes it holds before anything is allocated (`trilemma.io.npy`). Every problem is one
 `DataError` line that starts with the file's path.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from trilemma.errors import DataError
+from trilemma.io.npy import read_arrays
 
 __all__ = ["ArrayFile", "check_finite", "read_array_file", "read_label_file"]
 
@@ -31,13 +33,6 @@ class ArrayFile:
     provenance: dict[str, Any] = field(default_factory=dict)  # {} when the file records none
 
 
-def _reason(error: BaseException) -> str:
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if "allow_pickle" in message or "Object arrays" in message:
-        return "holds Python objects, which are never unpickled; save plain numeric arrays"
-    return f"cannot read as an .npy/.npz file ({message})"
-
-
 def load_arrays(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     """Every array of an .npz (by name) or an .npy (as ``x``), read without unpickling."""
     path = Path(path)
@@ -45,14 +40,7 @@ def load_arrays(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
         raise DataError(f"{path}: no such {what}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return {"x": loaded}
-        with loaded:
-            return {name: loaded[name] for name in loaded.files}
-    except (ValueError, OSError, EOFError) as error:  # zipfile.BadZipFile is an OSError
-        raise DataError(f"{path}: {_reason(error)}") from None
+    return read_arrays(path)
 
 
 def check_finite(x: np.ndarray, source: str) -> None:
@@ -105,6 +93,8 @@ def read_array_file(path: str | Path) -> ArrayFile:
     if x.ndim < 2:
         raise DataError(f"{path}: data array has shape {x.shape}; expected (N, D) points or "
                         "(N, H, W[, C]) images")
+    if x.size == 0:
+        raise DataError(f"{path}: data array has shape {x.shape}, which holds no values")
     check_finite(x, str(path))
     return ArrayFile(path, x, _labels(arrays.get("y"), len(x), path), _provenance(arrays, path))
 

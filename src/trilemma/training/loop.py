@@ -47,6 +47,7 @@ from trilemma.metrics.speed import peak_memory
 from trilemma.training.budget import Budget, default_budget, learning_rate_scale
 from trilemma.training.progress import ProgressBar, StopFlag
 from trilemma.training.run_folder import (
+    check_apart_from_data,
     check_resumable,
     distributed_record,
     prepare_run_dir,
@@ -108,6 +109,7 @@ def train(
     evaluate (or every rank may take part in a split evaluation) inside it. ``compile`` runs
     the trained networks through torch.compile.
     """
+    check_apart_from_data(Path(run_dir), dataset)  # refused before anything is created
     run = TrainingRun(family_name, dataset, Path(run_dir), budget=budget, seed=seed, device=device,
                       resume=resume, conditional=conditional, precision=precision,
                       overrides=overrides or {}, compile=compile, threads=threads)

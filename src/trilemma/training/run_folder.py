@@ -11,7 +11,7 @@ import torch
 
 from trilemma import __version__
 from trilemma.checkpoints import read_json
-from trilemma.data import Dataset
+from trilemma.data import Dataset, check_output_apart
 from trilemma.errors import RunError
 
 BATCH_RULE = ("the configured batch size is the global batch and the learning rate is unchanged; "
@@ -31,6 +31,14 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
         if run_dir.is_file() or any(run_dir.iterdir()):
             raise RunError(f"{run_dir}: exists and is not empty; choose a new or empty folder for --out")
     return None
+
+
+def check_apart_from_data(run_dir: Path, dataset: Dataset) -> None:
+    """A run folder may not lie in the folder of images it is trained on, nor be its data file:
+    the next load of that folder would read the run's pictures as data."""
+    spec = dataset.info.get("spec")
+    if spec:
+        check_output_apart(run_dir, spec, "run folder")
 
 
 def check_resumable(stored: dict, run_dir: Path, family_name: str, dataset: Dataset) -> None:
