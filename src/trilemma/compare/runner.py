@@ -20,9 +20,7 @@ sampling and feature extraction are split across the ranks (`trilemma.distribute
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch
 
 from trilemma import distributed
 from trilemma.checkpoints import latest_checkpoint, read_json, write_json_atomic
+from trilemma.compare.curve import append_curve, cut_partial_line, read_curve
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset, load_data
 from trilemma.device import DTYPES, describe_device, resolve_device, resolve_precision
@@ -41,7 +40,9 @@ from trilemma.evaluation import builtin_name, evaluate, fid_against_nfe
 from trilemma.families import family_class
 from trilemma.images import save_sample_picture
 from trilemma.io import write_npz
+from trilemma.io.atomic import is_leftover, remove_leftovers
 from trilemma.metrics.catalogue import CURVE_KEYS
+from trilemma.metrics.collapse import detect_collapse
 from trilemma.metrics.features import FeatureCache, extractor_for
 from trilemma.metrics.speed import matmul_peak_gflops, training_cost
 from trilemma.sampling import generate, load_run
@@ -93,28 +94,16 @@ def prepare_output(out_dir: Path, settings: CompareSettings) -> bool:
                 "rerun it with its own settings to resume, or choose a new --out")
     elif out_dir.exists() and not out_dir.is_dir():
         raise RunError(f"{out_dir}: is a file, not a folder")
-    elif out_dir.exists() and any(out_dir.iterdir()):
+    elif out_dir.exists() and any(not is_leftover(p.name) for p in out_dir.iterdir()):
         raise RunError(f"{out_dir}: exists and is not empty (and holds no comparison); "
                        "choose a new --out so that nothing in it is overwritten")
     distributed.barrier()  # every rank has looked before rank 0 writes
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out_dir)  # temporary files of writers killed on an earlier run
         write_json_atomic(stored_path, settings.to_json())  # on resume: priorities may change
     distributed.barrier()
     return resuming
-
-
-def _read_curve(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _append_curve(path: Path, point: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(point) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _curve_point(result: dict[str, Any], step: int, seconds: float, n: int) -> dict[str, Any]:
@@ -156,7 +145,9 @@ class _FamilyRunner:
     def train(self) -> None:
         s = self.settings
         budget = Budget(steps=s.steps, seconds=s.seconds)
-        curve = _read_curve(self.curve_path)
+        if distributed.is_main():
+            cut_partial_line(self.curve_path)  # left by a kill; nothing else writes here now
+        curve = read_curve(self.curve_path)
         due = [f for f in self._checkpoints_due()
                if not any(abs(p.get("fraction", -1) - f) < 1e-9 for p in curve)]
 
@@ -171,7 +162,9 @@ class _FamilyRunner:
                 point = _curve_point(result, step, elapsed, s.n_curve)
                 point["fraction"] = fraction
                 if distributed.is_main():
-                    _append_curve(self.curve_path, point)
+                    append_curve(self.curve_path, point)
+                curve.append(point)
+                self._report_collapse(curve)
             return False
 
         resume = (self.run_dir / "config.json").exists()
@@ -187,6 +180,13 @@ class _FamilyRunner:
             raise ComparisonInterrupted(
                 f"{self.family_name} (seed {self.seed}) stopped at step {result.steps}; "
                 "run the same command again to resume")
+
+    def _report_collapse(self, curve: list[dict[str, Any]]) -> None:
+        """Say so as soon as the newest curve point shows collapse (trilemma.metrics.collapse)."""
+        found = detect_collapse(curve)
+        if found is not None and found["step"] == curve[-1]["step"]:
+            self.log(f"{self.family_name} seed {self.seed}: mode collapse from step {found['step']}: "
+                     + "; ".join(found["signals"]))
 
     def evaluate(self) -> dict[str, Any]:
         s = self.settings
@@ -204,7 +204,7 @@ class _FamilyRunner:
             save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
 
         cost = training_cost(self.run_dir, peak_gflops=self.peak_gflops)
-        curve = _read_curve(self.curve_path)
+        curve = read_curve(self.curve_path)
         end = self._score(samples.x[: s.n_curve], {**provenance, "n_of_final": s.n_curve})
         end_point = _curve_point(end, cost["steps"], cost["train_seconds"], min(s.n_curve, s.n_samples))
         end_point["fraction"] = 1.0
@@ -239,6 +239,7 @@ class _FamilyRunner:
                 "training_state_bytes": parameters * 4 * 5,
             },
             "curve": curve,
+            "collapse": detect_collapse(curve),
             "nfe_curve": nfe_curve,
             "config": {"family_config": run.config["family_config"], "device": run.config["device"],
                        "precision": run.config.get("precision")},
