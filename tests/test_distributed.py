@@ -111,9 +111,17 @@ def test_feature_extraction_split_over_two_ranks_equals_one_process(runs):
     np.testing.assert_allclose(np.load(runs / "ddp" / "features.npy"), single, rtol=1e-6, atol=1e-9)
 
 
+def _latest_step(run: Path) -> int:
+    """The step latest.json points at (replaced atomically, so never half-read); -1 before one."""
+    try:
+        return json.loads((run / "latest.json").read_text())["step"]
+    except FileNotFoundError:
+        return -1
+
+
 def test_cli_run_killed_mid_way_resumes_under_torchrun(tmp_path):
-    """`torchrun -m trilemma train` killed after its first checkpoint, resumed by torchrun,
-    ends with the weights of an uninterrupted single-process run."""
+    """`torchrun -m trilemma train` killed after its first checkpoint past step 0, resumed by
+    torchrun, ends with the weights of an uninterrupted single-process run."""
     steps, args = 150, ["--family", "vae", "--data", "digits", "--batch-size", "32", "--seed", "2",
                         "--device", "cpu", "--quiet"]
     run = tmp_path / "run"
@@ -121,7 +129,7 @@ def test_cli_run_killed_mid_way_resumes_under_torchrun(tmp_path):
                                         "--checkpoint-every", 5),
                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + LAUNCH_TIMEOUT
-    while not (run / "latest.json").exists() and launch.poll() is None and time.monotonic() < deadline:
+    while _latest_step(run) < 1 and launch.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     launch.send_signal(signal.SIGTERM)  # torchrun stops its workers wherever they are
     output = launch.communicate(timeout=60)[0]

@@ -1,4 +1,5 @@
-"""The one training loop: budgets, checkpoints, resume equivalence, divergence detection."""
+"""The one training loop: budgets, checkpoints, resume equivalence, divergence detection
+(the rollbacks themselves: tests/test_divergence.py)."""
 
 import json
 
@@ -90,16 +91,21 @@ def test_training_state_round_trips_without_pickle():
     assert torch.equal(back["rng"], state["rng"]) and back["numpy"].tolist() == [0, 1, 2, 3]
 
 
-def test_non_finite_loss_stops_training_with_a_clear_error(grid, tmp_path):
-    def poison(step, elapsed, family, ema):
+def test_a_loss_that_stays_non_finite_stops_training_after_three_rollbacks(grid, tmp_path):
+    def poison(step, elapsed, family, ema):  # every pass through step 3 poisons the weights again
         if step == 3:
             with torch.no_grad():
                 for p in family.parameters():
                     p.fill_(float("nan"))
 
-    with pytest.raises(TrainingDiverged, match=r"at step 4; training stopped"):
+    with pytest.raises(TrainingDiverged, match=r"at step 4, after 3 rollbacks; training stopped"):
         train("diffusion", grid, tmp_path / "run", budget=Budget(steps=10), progress=False,
               checkpoint_every_steps=2, on_step=poison)
+    # Each rollback went back to step 2 and halved the learning rate; the record says so.
+    rollbacks = json.loads((tmp_path / "run" / "config.json").read_text())["rollbacks"]
+    assert [(r["step"], r["restored_step"], r["lr_scale"]) for r in rollbacks] == [
+        (4, 2, 0.5), (4, 2, 0.25), (4, 2, 0.125)]
+    assert rollbacks[0]["losses"] == {"loss": "nan"} and "non-finite" in rollbacks[0]["reason"]
     # The last good checkpoint is still there and finite.
     model, _, state = load_checkpoint(latest_checkpoint(tmp_path / "run"))
     assert state["step"] == 2 and all(torch.isfinite(v).all() for v in model.values())

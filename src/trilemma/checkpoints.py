@@ -7,8 +7,19 @@ Layout of a run directory::
     checkpoints/step-00001234/    model.safetensors, ema.safetensors, state.safetensors, state.json
 
 A checkpoint directory is filled under a temporary name, flushed to disk, then renamed;
-only then does latest.json (replaced atomically) point to it. A crash at any moment
-leaves the previous checkpoint intact and findable.
+only then does latest.json (replaced atomically) point to it, and only after that are older
+checkpoints pruned. A crash at any moment, `kill -9` included, leaves the previous checkpoint
+intact and findable. What a killed writer leaves behind (a temporary folder, a checkpoint
+renamed but never pointed at, a temporary latest.json) is removed by the next writer, and
+pruning never removes the checkpoint latest.json points at.
+
+Test hook: with the environment variable ``TRILEMMA_TEST_CHECKPOINT_PAUSE=SECONDS`` the writer
+announces each stage on stderr (``trilemma: test hook: checkpoint step-00000012 STAGE``) and
+sleeps that long there, so that a test can kill the process at a known point inside it. The
+stages, in order: ``writing`` (model weights written, the other files not yet), ``written``
+(every file flushed in the temporary folder, not yet renamed), ``renamed`` (the folder has its
+final name, latest.json still points at the previous checkpoint), ``pointed`` (latest.json
+points at it, older checkpoints not yet pruned). Unset, the writer never sleeps.
 """
 
 from __future__ import annotations
@@ -16,6 +27,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +39,11 @@ from safetensors.torch import load_file, save_file
 
 from trilemma.errors import RunError
 from trilemma.io import fsync_directory, write_json
+from trilemma.io.atomic import remove_leftovers
 
-KEEP_CHECKPOINTS = 2
+KEEP_CHECKPOINTS = 2  # the newest, and the one before it
+PAUSE_VARIABLE = "TRILEMMA_TEST_CHECKPOINT_PAUSE"
+TEMPORARY_PREFIX = ".tmp-"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -115,10 +131,11 @@ def save_checkpoint(
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
-    final, tmp = root / name, root / f".tmp-{name}"
+    final, tmp = root / name, root / f"{TEMPORARY_PREFIX}{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_tensors(tmp / "model.safetensors", model)
+    _pause(name, "writing")
     save_tensors(tmp / "ema.safetensors", ema)
     state_json, state_tensors = flatten_state(state)
     save_tensors(tmp / "state.safetensors", state_tensors)
@@ -127,14 +144,59 @@ def save_checkpoint(
     for file in tmp.iterdir():
         with open(file, "rb") as f:
             os.fsync(f.fileno())
+    _pause(name, "written")
     if final.exists():
+        # Renamed by a writer that was killed before it updated latest.json: nothing points at it.
+        if _pointed_at(run_dir) == name:
+            raise RunError(f"{final}: is the latest checkpoint already; a step is saved once")
         shutil.rmtree(final)
     os.replace(tmp, final)
     fsync_directory(root)
+    _pause(name, "renamed")
     write_json_atomic(run_dir / "latest.json", {"checkpoint": f"checkpoints/{name}", "step": step})
-    for old in sorted(p for p in root.iterdir() if p.name.startswith("step-"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
+    _pause(name, "pointed")
+    _prune(root, name)
     return final
+
+
+def _pointed_at(run_dir: Path) -> str | None:
+    pointer = run_dir / "latest.json"
+    return Path(read_json(pointer)["checkpoint"]).name if pointer.exists() else None
+
+
+def _prune(root: Path, newest: str) -> None:
+    """Keep `newest` (latest.json points at it) and the checkpoint just before it. Remove the
+    rest: older checkpoints, temporary folders, and any "later" checkpoint, which a killed
+    writer renamed but never pointed at (the run went on from an earlier one since)."""
+    steps = sorted(p.name for p in root.iterdir() if p.name.startswith("step-"))
+    older = [n for n in steps if n < newest]
+    keep = {newest, *older[len(older) - (KEEP_CHECKPOINTS - 1):]} if KEEP_CHECKPOINTS > 1 else {newest}
+    for path in root.iterdir():
+        stale = path.name.startswith("step-") and path.name not in keep
+        if stale or path.name.startswith(TEMPORARY_PREFIX):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def clear_leftovers(run_dir: Path) -> None:
+    """Remove what killed writers left in a run folder: temporary checkpoint folders and the
+    temporary files of atomic writes (config.json, latest.json, samples, …). Called by the one
+    process that is about to write into the folder, before it writes anything."""
+    run_dir = Path(run_dir)
+    remove_leftovers(run_dir)
+    root = run_dir / "checkpoints"
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith(TEMPORARY_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _pause(name: str, stage: str) -> None:
+    """The test hook (see the module's docstring); a no-op unless the variable is set."""
+    seconds = os.environ.get(PAUSE_VARIABLE)
+    if not seconds:
+        return
+    print(f"trilemma: test hook: checkpoint {name} {stage}", file=sys.stderr, flush=True)
+    time.sleep(float(seconds))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -51,3 +51,37 @@ def test_contrary_run_contradicts_it():
 def test_noise_is_not_sharpness():
     v = verdicts({"gan": entry(150, 0.9, 2.5, 9000)})
     assert v["GANs give sharp samples."] == "mixed"
+
+
+def claim(families, text):
+    return next(c for c in check_claims({"families": families}) if c["claim"] == text)
+
+
+def test_a_divergence_rollback_is_evidence_of_instability():
+    steady = {"rollbacks": 0, "rollback_records": []}
+    rolled = {"rollbacks": 1, "rollback_records": [
+        {"seed": 0, "step": 812, "reason": "non-finite loss d_loss=nan", "restored_step": 700, "lr_scale": 0.5}]}
+    families = {
+        "vae": {**entry(200, 0.9, 0.3, 9000, curve=(300, 250, 200)), **rolled},
+        "gan": {**entry(150, 0.9, 1.0, 9000, curve=(300, 200, 150)), **rolled},
+        "diffusion": {**entry(90, 0.92, 0.95, 40, nfe=20), **steady},
+    }
+    unstable = claim(families, "GANs are unstable and hard to train.")
+    assert unstable["verdict"] == "supported"  # no FD setback at all: the rollback decides
+    assert "divergence rollbacks 1; step 812 (seed 0): non-finite loss d_loss=nan" in unstable["evidence"]
+    assert claim(families, "VAEs train stably.")["verdict"] == "contradicted"
+    families["gan"].update(steady)
+    unstable = claim(families, "GANs are unstable and hard to train.")
+    assert unstable["verdict"] == "mixed" and "divergence rollbacks 0" in unstable["evidence"]
+
+
+def test_collapse_seen_during_training_supports_the_collapse_claim():
+    gan = entry(150, 0.9, 1.0, 9000)  # every class, recall as good as the others' at the end
+    families = {"vae": entry(200, 0.9, 0.3, 9000), "gan": gan}
+    assert claim(families, "GANs collapse onto a few modes (low diversity).")["verdict"] == "contradicted"
+    gan["collapse"] = [{"seed": 0, "step": 300, "after_step": 200, "recovered": True,
+                        "signals": ["classes covered fell from 10 (step 200) to 6"]}]
+    verdict = claim(families, "GANs collapse onto a few modes (low diversity).")
+    assert verdict["verdict"] == "supported"
+    assert ("collapse seen during training (seed 0) from step 300: classes covered fell from 10 "
+            "(step 200) to 6, recovered by the end") in verdict["evidence"]

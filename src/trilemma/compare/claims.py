@@ -19,6 +19,9 @@ SHARP = 0.7  # relative sharpness (Laplacian variance / real's) from which sampl
 BLURRY = 0.5  # below which they count as blurry
 NOISY = 1.5  # above which the extra high frequencies are noise, not detail
 REBOUND = 0.10  # an FD rise of more than 10% between curve points counts as a setback
+# Any divergence rollback (trilemma.training.divergence: a NaN or exploding loss sent the run
+# back to its last checkpoint) counts as instability; collapse seen on the curve
+# (trilemma.metrics.collapse) counts as collapse.
 
 
 def _others(families: dict[str, Any], name: str, key: str) -> dict[str, float]:
@@ -103,20 +106,47 @@ def _collapse(name: str, families: dict[str, Any]) -> Verdict:
         parts.append(f"{unit} covered {covered:.0f}/{total:.0f}")
     if recall is not None:
         parts.append(f"recall {recall:.2f}" + "".join(f" ({n} {v:.2f})" for n, v in other_recall.items()))
+    seen = _collapse_seen(f)
+    if seen:
+        parts.append(seen)
     missing = covered is not None and total is not None and covered < total
     low_recall = recall is not None and best_other is not None and recall < 0.8 * best_other
     full = covered is not None and total is not None and covered == total
     fair_recall = recall is not None and (best_other is None or recall >= 0.9 * best_other)
-    verdict = ("supported" if missing or low_recall else
+    verdict = ("supported" if missing or low_recall or seen else
                "contradicted" if full and fair_recall else "mixed")
-    rule = (f"Rule: supported when {unit} are missing or recall is under 0.8× the best other "
-            f"family; contradicted when all {unit} are covered and recall is within 0.9×.")
+    rule = (f"Rule: supported when {unit} are missing, recall is under 0.8× the best other "
+            f"family, or collapse was seen during training (coverage or recall fell from its best); "
+            f"contradicted when all {unit} are covered and recall is within 0.9×.")
     return verdict, "; ".join(parts) + ". " + rule
+
+
+def _collapse_seen(f: dict[str, Any]) -> str | None:
+    """The collapses seen on the family's curves, as evidence text; None when none was."""
+    seen = f.get("collapse") or []
+    if not seen:
+        return None
+    return "; ".join(
+        f"collapse seen during training (seed {c['seed']}) from step {c['step']}: "
+        + ", ".join(c["signals"]) + (", recovered by the end" if c.get("recovered") else "")
+        for c in seen)
+
+
+def _rollback_evidence(entry: dict[str, Any]) -> tuple[str | None, bool]:
+    """Text on the family's divergence rollbacks (None: not counted), and whether it had any."""
+    count = entry.get("rollbacks")
+    if count is None:
+        return None, False
+    records = entry.get("rollback_records") or []
+    mean = " (mean over seeds)" if entry.get("rollbacks_std") is not None else ""
+    where = "".join(f"; step {r['step']} (seed {r['seed']}): {r['reason']}" for r in records[:3])
+    return f"divergence rollbacks {count:g}{mean}{where}", count > 0
 
 
 def _stability_evidence(name: str, families: dict[str, Any]) -> tuple[str, bool | None, bool | None]:
     """Text, whether the family looks unstable, whether it looks stable (None: not measured)."""
     entry = families[name]
+    rollback_text, diverged = _rollback_evidence(entry)
     rises = _setbacks(entry)
     worst = max(rises, default=None)
     cv = entry.get("fid_cv")
@@ -128,14 +158,17 @@ def _stability_evidence(name: str, families: dict[str, Any]) -> tuple[str, bool 
         parts.append(f"FD spread across seeds (CV) {cv:.2f}" + "".join(f" ({n} {v:.2f})" for n, v in other_cv.items()))
     else:
         parts.append("one seed, so no spread across seeds (use --seeds 2 or more)")
+    if rollback_text:
+        parts.append(rollback_text)
     setback = worst is not None and worst > REBOUND
     spread_high = cv is not None and other_cv and cv > max(other_cv.values()) and cv > 0.1
     spread_low = cv is not None and (not other_cv or cv <= min(other_cv.values()))
-    if worst is None and cv is None:
+    if worst is None and cv is None and rollback_text is None:
         return "; ".join(parts), None, None
-    unstable = setback or spread_high
-    stable = (not setback) and (cv is None or spread_low)
-    return "; ".join(parts) + f". Rule: a setback is an FD rise over {100 * REBOUND:.0f}%.", unstable, stable
+    unstable = setback or spread_high or diverged
+    stable = not setback and not diverged and (cv is None or spread_low)
+    return "; ".join(parts) + (f". Rule: a setback is an FD rise over {100 * REBOUND:.0f}%; any divergence "
+                               "rollback (a NaN or exploding loss) is instability."), unstable, stable
 
 
 def _unstable(name: str, families: dict[str, Any]) -> Verdict:
@@ -144,7 +177,7 @@ def _unstable(name: str, families: dict[str, Any]) -> Verdict:
         return "not measured", text
     verdict = "supported" if unstable else "contradicted" if stable and families[name].get("fid_cv") is not None else "mixed"
     if verdict == "mixed" and not unstable:
-        text += " No setback at this budget, but one seed cannot show instability across runs."
+        text += " No setback or rollback at this budget, but one seed cannot show instability across runs."
     return verdict, text
 
 

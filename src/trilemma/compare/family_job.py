@@ -12,7 +12,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from trilemma import clock, distributed
 from trilemma.checkpoints import read_json, write_json_atomic
 from trilemma.compare.contention import load_average, matmul_gflops
+from trilemma.compare.curve import append_curve, cut_partial_line, read_curve
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset
 from trilemma.device import resolve_device
@@ -31,6 +31,7 @@ from trilemma.evaluation import evaluate, fid_against_nfe
 from trilemma.images import save_sample_picture
 from trilemma.io import write_npz
 from trilemma.metrics.catalogue import CURVE_KEYS
+from trilemma.metrics.collapse import detect_collapse
 from trilemma.metrics.features import FeatureCache
 from trilemma.metrics.speed import training_cost
 from trilemma.sampling import generate, load_run
@@ -48,19 +49,6 @@ def run_dir_of(out_dir: Path, family: str, seed: int) -> Path:
     return out_dir / "runs" / f"{family}-seed{seed}"
 
 
-def read_curve(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _append_curve(path: Path, point: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(point) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _curve_point(result: dict[str, Any], step: int, seconds: float, n: int) -> dict[str, Any]:
     metrics = result["metrics"]
     point = {"step": int(step), "train_seconds": float(seconds), "n_generated": n,
@@ -74,12 +62,13 @@ class FamilyJob:
 
     def __init__(self, settings: CompareSettings, dataset: Dataset, out_dir: Path, family: str,
                  seed: int, cache: FeatureCache, extractor: Any, *, progress: bool,
-                 peak_gflops: float, report_progress: bool = False):
+                 peak_gflops: float, report_progress: bool = False, log: Any = None):
         self.settings, self.dataset, self.family_name, self.seed = settings, dataset, family, seed
         self.run_dir = run_dir_of(out_dir, family, seed)
         self.cache, self.extractor, self.progress = cache, extractor, progress
         self.peak_gflops = peak_gflops
         self.report_progress = report_progress  # write progress.json for a runner in another process
+        self.log = log  # a line of news (a collapse seen on the curve); None: keep quiet
         self.curve_path = self.run_dir / "curve.jsonl"
         self.unit = clock.unit_of(resolve_device(settings.device))
 
@@ -116,6 +105,8 @@ class FamilyJob:
         runner measures the machine there)."""
         s = self.settings
         budget = Budget(steps=s.steps, seconds=s.seconds)
+        if distributed.is_main():
+            cut_partial_line(self.curve_path)  # left by a kill; nothing else writes here now
         curve = read_curve(self.curve_path)
         due = [f for f in self._checkpoints_due()
                if not any(abs(p.get("fraction", -1) - f) < 1e-9 for p in curve)]
@@ -124,7 +115,8 @@ class FamilyJob:
         def on_step(step: int, elapsed: float, family: Any, ema: Any) -> bool:
             done = budget.progress(step, elapsed)
             while due and done >= due[0]:
-                self._curve_point_now(due.pop(0), step, elapsed, family, ema)
+                curve.append(self._curve_point_now(due.pop(0), step, elapsed, family, ema))
+                self._report_collapse(curve)
             if time.perf_counter() - last_report[0] >= PROGRESS_EVERY:
                 last_report[0] = time.perf_counter()
                 self.write_progress("training", step, elapsed)
@@ -153,14 +145,23 @@ class FamilyJob:
                 "train_budget_seconds": result.seconds, "train_wall_seconds": result.wall_seconds,
                 "clock": result.clock})
 
-    def _curve_point_now(self, fraction: float, step: int, elapsed: float, family: Any, ema: Any) -> None:
+    def _curve_point_now(self, fraction: float, step: int, elapsed: float, family: Any,
+                         ema: Any) -> dict[str, Any]:
         s = self.settings
         with ema.applied():
             samples = generate(family, self.dataset.normalizer, s.n_curve, seed=10_000 + self.seed)
         result = self._score(samples.x, {"seed": 10_000 + self.seed, "nfe": samples.nfe})
         point = {**_curve_point(result, step, elapsed, s.n_curve), "fraction": fraction}
         if distributed.is_main():
-            _append_curve(self.curve_path, point)
+            append_curve(self.curve_path, point)
+        return point
+
+    def _report_collapse(self, curve: list[dict[str, Any]]) -> None:
+        """Say so as soon as the newest curve point shows collapse (trilemma.metrics.collapse)."""
+        found = detect_collapse(curve)
+        if self.log is not None and found is not None and found["step"] == curve[-1]["step"]:
+            self.log(f"{self.family_name} seed {self.seed}: mode collapse from step {found['step']}: "
+                     + "; ".join(found["signals"]))
 
     def _machine_now(self) -> dict[str, Any]:
         """A single-core matmul and the load average: how busy the machine is at this moment."""
@@ -246,6 +247,7 @@ class FamilyJob:
             },
             "contention": read_json(machine) if machine.exists() else {},
             "curve": curve,
+            "collapse": detect_collapse(curve),
             "nfe_curve": nfe_curve,
             "config": {"family_config": run.config["family_config"], "device": run.config["device"],
                        "precision": run.config.get("precision")},

@@ -16,6 +16,7 @@ from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset
 from trilemma.io import write_text
 from trilemma.metrics.catalogue import RESULT_COLUMNS, RESULT_METRICS
+from trilemma.metrics.collapse import detect_collapse
 
 # The per-family figures of results.json and results.csv, in this order, and how each is read
 # from a family-and-seed record: both declared in trilemma.metrics.catalogue.
@@ -41,8 +42,9 @@ def _spread(values: list[Any]) -> tuple[Any, Any]:
 def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset: Dataset, *,
               device: dict[str, Any], peak_gflops: float, peak_precision: str = "fp32") -> dict[str, Any]:
     """results.json's content: per family the mean of every figure over seeds, its standard
-    deviation (``FIELD_std``, seeds > 1), the per-seed figures, curves and provenance; then the
-    claims checked against them and the recommendation for the settings' priorities."""
+    deviation (``FIELD_std``, seeds > 1), the per-seed figures, curves, collapses seen on them,
+    divergence rollbacks and provenance; then the claims checked against them and the
+    recommendation for the settings' priorities."""
     from trilemma.compare.claims import check_claims
     from trilemma.compare.contention import warnings
     from trilemma.compare.scoring import recommend
@@ -76,6 +78,11 @@ def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset:
                          "train_wall_seconds": r["training"].get("wall_seconds")} for r in mine],
             notes=first["notes"],
             sample_grids=[str(Path(r["run_dir"]) / "samples.png") for r in mine],
+            # Per seed: collapse seen on the curve (trilemma.metrics.collapse) and rollbacks.
+            collapse=[{"seed": r["seed"], **found} for r in mine
+                      if (found := detect_collapse(r.get("curve") or [])) is not None],
+            rollback_records=[{"seed": r["seed"], **rollback} for r in mine
+                              for rollback in r["training"].get("rollbacks") or []],
         )
         families[name] = entry
     results = {

@@ -39,6 +39,7 @@ from trilemma.device import DTYPES, describe_device, resolve_device, resolve_pre
 from trilemma.errors import RunError
 from trilemma.evaluation import builtin_name
 from trilemma.families import family_class
+from trilemma.io.atomic import is_leftover, remove_leftovers
 from trilemma.metrics.features import FeatureCache, extractor_for
 from trilemma.metrics.speed import matmul_peak_gflops
 from trilemma.sampling import load_run
@@ -82,12 +83,13 @@ def prepare_output(out_dir: Path, settings: CompareSettings) -> bool:
                 "rerun it with its own settings to resume, or choose a new --out")
     elif out_dir.exists() and not out_dir.is_dir():
         raise RunError(f"{out_dir}: is a file, not a folder")
-    elif out_dir.exists() and any(out_dir.iterdir()):
+    elif out_dir.exists() and any(not is_leftover(p.name) for p in out_dir.iterdir()):
         raise RunError(f"{out_dir}: exists and is not empty (and holds no comparison); "
                        "choose a new --out so that nothing in it is overwritten")
     distributed.barrier()  # every rank has looked before rank 0 writes
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out_dir)  # temporary files of writers killed on an earlier run
         write_json_atomic(stored_path, settings.to_json())  # on resume: priorities may change
     distributed.barrier()
     return resuming
@@ -125,7 +127,7 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
         from trilemma.compare.side_by_side import run_jobs
 
         log(f"training {', '.join(f'{f} seed {s}' for f, s in pending)} side by side", _remaining(settings, pending))
-        run_jobs(settings, out_dir, pending, peak, log)
+        run_jobs(settings, out_dir, pending, peak, log, verbose=log.enabled)
     elif pending:
         _run_one_by_one(settings, dataset, out_dir, device, peak, log, progress, on_family_done)
     records = [_record(out_dir, family, seed, log) for seed in range(settings.seeds) for family in settings.families]
@@ -164,7 +166,7 @@ def _run_one_by_one(settings: CompareSettings, dataset: Dataset, out_dir: Path, 
     extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape) if dataset.kind == "image" else None
     cache = FeatureCache()
     jobs = [FamilyJob(settings, dataset, out_dir, family, seed, cache, extractor, progress=progress,
-                      peak_gflops=peak) for seed in range(settings.seeds) for family in settings.families]
+                      peak_gflops=peak, log=log) for seed in range(settings.seeds) for family in settings.families]
     for index, job in enumerate(jobs):
         label = f"{job.family_name} seed {job.seed} ({index + 1}/{len(jobs)})"
         if job.finished():

@@ -37,7 +37,7 @@ EXIT_INTERRUPTED, EXIT_ERROR = 130, 2
 
 
 def run_jobs(settings: CompareSettings, out_dir: Path, jobs: list[tuple[str, int]],
-             peak_gflops: float, log: Callable[..., None]) -> None:
+             peak_gflops: float, log: Callable[..., None], *, verbose: bool = True) -> None:
     """Train and evaluate every (family, seed) of `jobs` in a process of its own, all at once;
     returns when all are done. Raises ComparisonInterrupted after Ctrl-C and RunError naming
     the family when a job fails."""
@@ -48,7 +48,7 @@ def run_jobs(settings: CompareSettings, out_dir: Path, jobs: list[tuple[str, int
         # plug-in's or a test's, is known in the job's fresh process too.
         process = context.Process(target=_job_main, name=f"trilemma-{family}-seed{seed}", daemon=False,
                                   args=(asdict(settings), str(out_dir), family_class(family), seed,
-                                        peak_gflops, os.getpid()))
+                                        peak_gflops, os.getpid(), verbose))
         process.start()
         processes[(family, seed)] = process
     monitor = MachineMonitor()
@@ -134,7 +134,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, peak_gflops: float,
-              parent: int) -> None:
+              parent: int, verbose: bool) -> None:
     """A job's process: one thread, its own copy of the data and models; the features of the real
     data come from a cache on disk that the jobs share."""
     _die_with_parent(parent)
@@ -161,7 +161,8 @@ def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, peak
         extractor = (extractor_for(builtin_name(dataset) or "", dataset.sample_shape)
                      if dataset.kind == "image" else None)
         job = FamilyJob(config, dataset, Path(out_dir), family, seed, FeatureCache(Path(out_dir) / "features"),
-                        extractor, progress=False, peak_gflops=peak_gflops, report_progress=True)
+                        extractor, progress=False, peak_gflops=peak_gflops, report_progress=True,
+                        log=(lambda message: print(f"[{family} seed {seed}] {message}", flush=True)) if verbose else None)
         if not job.finished():
             job.train()
             job.evaluate()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +24,11 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["fsync_directory", "jsonable", "write_atomic", "write_bytes", "write_json", "write_npz",
-           "write_text"]
+__all__ = ["fsync_directory", "is_leftover", "jsonable", "remove_leftovers", "write_atomic",
+           "write_bytes", "write_json", "write_npz", "write_text"]
+
+# The temporary name `write_atomic` gives a file while writing it: ".NAME.8-hex-digits.tmp".
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
 
 def fsync_directory(path: str | Path) -> None:
@@ -46,7 +50,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     path = Path(path)
     # A random name rather than mkstemp: mkstemp creates mode 0600, and the rename would keep
     # it, so a results file would stop being readable by the user's group.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # matches _TEMPORARY
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -93,3 +97,21 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # NumPy and torch scalars
         return jsonable(value.item())
     return value
+
+
+def is_leftover(name: str) -> bool:
+    """Whether a file name is one of `write_atomic`'s temporary names: what a writer killed
+    with SIGKILL (which no `except` sees) leaves behind."""
+    return bool(_TEMPORARY.match(name))
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete the temporary files killed writers left in `folder` (not below it); returns them.
+    Call it only where no other writer can be at work in that folder at the same time."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.iterdir() if is_leftover(p.name) and p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed

@@ -20,11 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from trilemma.metrics.collapse import detect_collapse
+
 EVALUATE_ONLY = "evaluate only"
 # The report's tables, in the order it shows them. Figures of EVALUATE_ONLY are printed by
 # `trilemma evaluate` and kept in evaluation.json, but are not columns of a comparison's results:
 # reference points (what real data or a perfect model would score) and finer breakdowns.
-TABLES = ("fidelity", "diversity", "memorisation", "conditional", "speed", "cost", EVALUATE_ONLY)
+TABLES = ("fidelity", "diversity", "memorisation", "conditional", "speed", "cost", "stability",
+          EVALUATE_ONLY)
 DIRECTIONS = {"lower": "↓", "higher": "↑", "one": "best at 1"}
 
 Source = tuple[str, ...] | Callable[[dict[str, Any]], Any]
@@ -112,6 +115,18 @@ def _peak_memory_bytes(record: dict[str, Any]) -> int | None:
     return memory.get("cuda_peak_bytes") or memory.get("process_peak_rss_bytes")
 
 
+def _rollbacks(record: dict[str, Any]) -> int | None:
+    # Divergence rollbacks of the run (trilemma.training.divergence); None for a record written
+    # before they were counted.
+    rollbacks = record["training"].get("rollbacks")
+    return None if rollbacks is None else len(rollbacks)
+
+
+def _collapse_step(record: dict[str, Any]) -> int | None:
+    found = detect_collapse(record.get("curve") or [])
+    return None if found is None else found["step"]
+
+
 # In this order: results.csv's columns are the declarations that have one, as they come here.
 METRICS: tuple[Metric, ...] = (
     Metric("fid", "{fid_name}", "fidelity", better="lower", curve=True),
@@ -171,6 +186,10 @@ METRICS: tuple[Metric, ...] = (
            "higher"),
     Metric("cas", "classification accuracy score (CAS)", "conditional", ".3f", "higher"),
     Metric("cas_real_baseline", "CAS of as many real training images", EVALUATE_ONLY, ".3f"),
+    Metric("rollbacks", "divergence rollbacks (NaN or exploding loss: back to the last "
+           "checkpoint, learning rate halved)", "stability", ".0f", "lower", source=_rollbacks),
+    Metric("collapse_step", "mode collapse seen during training, from step (– none)", "stability",
+           ".0f", source=_collapse_step),
 )
 
 BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}

@@ -162,7 +162,8 @@ def training_cost(
     (`matmul_peak_gflops` measured on the machine that trained), also its fraction of that
     peak; measure that peak in the dtype the run trained in (``precision`` in its config:
     bf16 matmuls have a higher ceiling than fp32). ``peak_memory`` is what the training process
-    had reached at its latest checkpoint (see `peak_memory`).
+    had reached at its latest checkpoint (see `peak_memory`). ``rollbacks`` lists the run's
+    divergence rollbacks (step, losses, reason, restored step, learning-rate scale).
     """
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json")
@@ -194,6 +195,8 @@ def training_cost(
         "device": config.get("device"),
         "precision": config.get("precision", "fp32"),
         "peak_memory": state.get("peak_memory"),
+        # Divergence rollbacks (trilemma.training.divergence), as config.json records them.
+        "rollbacks": config.get("rollbacks", []),
     }
     if count_flops:
         cls = family_class(config["family"])

@@ -13,7 +13,7 @@ rank 0 alone writes files. The saved state does not depend on N, so a run resume
 from __future__ import annotations
 
 import gc
-import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -27,8 +27,10 @@ from torch.utils.data.distributed import DistributedSampler
 
 from trilemma import clock, distributed
 from trilemma.checkpoints import (
+    clear_leftovers,
     latest_checkpoint,
     load_checkpoint,
+    read_json,
     save_checkpoint,
     write_json_atomic,
 )
@@ -45,6 +47,7 @@ from trilemma.errors import RunError, TrainingDiverged
 from trilemma.families import DataShape, Family, family_class
 from trilemma.metrics.speed import peak_memory
 from trilemma.training.budget import Budget, default_budget, learning_rate_scale
+from trilemma.training.divergence import MAX_ROLLBACKS, DivergenceGuard
 from trilemma.training.progress import ProgressBar, StopFlag
 from trilemma.training.run_folder import (
     check_apart_from_data,
@@ -133,6 +136,8 @@ class TrainingRun:
         stored = prepare_run_dir(run_dir, resume)
         distributed.barrier()  # every rank has looked at run_dir before rank 0 creates anything
         self.world, self.rank, self.main = distributed.world_size(), distributed.rank(), distributed.is_main()
+        if self.main:
+            clear_leftovers(run_dir)  # of writers killed earlier; nothing else writes here now
         cls = family_class(family_name)
         if stored is not None:
             check_resumable(stored, run_dir, family_name, dataset)
@@ -178,6 +183,7 @@ class TrainingRun:
         optim = self.config.optim
         self.ema = EMA(self.family.averaged_network(), optim.ema_power, optim.ema_max_decay)
         self.step, self.elapsed, self.wall, self.losses = 0, 0.0, 0.0, {}
+        self.guard = DivergenceGuard()
 
     def _write_record(self) -> None:
         if not self.main:
@@ -201,6 +207,7 @@ class TrainingRun:
         self.step, self.elapsed = restore_training_state(state, self.optimizers, self.device,
                                                          self.family.grad_scaler)
         self.wall = state.get("wall_seconds", self.elapsed)
+        self.guard.load(state, read_json(self.run_dir / "config.json").get("rollbacks", []))
 
     def _place_data(self) -> None:
         self.x_train = self.dataset.x_train
@@ -228,6 +235,7 @@ class TrainingRun:
         bar = ProgressBar(self.budget, self.step, self.elapsed, progress and self.main,
                           f"{self.family_name} on {self.dataset.name}")
         self.saved_at, self.saved_step, interrupted = self.elapsed, self.step, False
+        self._save_first_checkpoint()
         self.family.train()
         with StopFlag() as stop, self._replicas_installed():
             while not self.budget.done(self.step, self.elapsed):
@@ -235,11 +243,15 @@ class TrainingRun:
                 x, labels = self._next_batch()
                 self._schedule_learning_rates()
                 values = self._optimise(x, labels)
-                self._refuse_non_finite(values, bar)
-                self.ema.update(self.step)
-                self.step += 1
+                accepted = not self._rolled_back(values, bar)
+                if accepted:
+                    self.ema.update(self.step)
+                    self.step += 1
+                # A step undone by a rollback was spent all the same: the clock keeps it.
                 self.elapsed += self._step_seconds(clock.now(self.unit) - started)
                 self.wall += time.perf_counter() - wall_started
+                if not accepted:
+                    continue
                 bar.update(self.step, self.elapsed, self.losses)
                 asked = bool(on_step is not None and on_step(self.step, self.elapsed, self.family, self.ema))
                 if distributed.broadcast_flag(asked or stop.requested):
@@ -296,7 +308,7 @@ class TrainingRun:
                                     optim.warmup_steps, optim.decay, optim.final_lr_fraction)
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * scale
+                group["lr"] = group["base_lr"] * scale * self.guard.lr_scale
 
     def _optimise(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """One training step; returns the losses (the global batch's mean under DDP)."""
@@ -318,15 +330,40 @@ class TrainingRun:
             seconds = float(distributed.all_reduce_sum(torch.tensor([seconds * self.main], dtype=torch.float64))[0])
         return seconds
 
-    def _refuse_non_finite(self, values: torch.Tensor, bar: ProgressBar) -> None:
-        if torch.isfinite(values).all():
-            return
-        bad = {k: v for k, v in self.losses.items() if not math.isfinite(v)}
-        bar.close()
-        raise TrainingDiverged(
-            f"{self.family_name}: loss {', '.join(f'{k}={v}' for k, v in bad.items())} at step "
-            f"{self.step + 1}; training stopped (the last good checkpoint, step {self.saved_step}, "
-            f"is in {self.run_dir})")
+    def _rolled_back(self, values: torch.Tensor, bar: ProgressBar) -> bool:
+        """The divergence rule (`trilemma.training.divergence`) on this step's losses: False
+        when they pass; True once the run is rolled back to its latest checkpoint with a lower
+        learning rate. Past MAX_ROLLBACKS it raises TrainingDiverged. Every rank decides alike:
+        the losses are the all-reduced ones, the rule's memory comes from the checkpoints."""
+        self.losses = self.guard.inject(self.step + 1, dict(zip(self.losses, values.tolist())))
+        reason = self.guard.verdict(self.losses)
+        if reason is None:
+            self.guard.accept(self.losses)
+            return False
+        if self.guard.exhausted:
+            bar.close()
+            raise TrainingDiverged(
+                f"{self.family_name}: {reason} at step {self.step + 1}, after {MAX_ROLLBACKS} rollbacks; "
+                f"training stopped (the last good checkpoint, step {self.saved_step}, is in {self.run_dir})")
+        self._roll_back(reason)
+        return True
+
+    def _roll_back(self, reason: str) -> None:
+        """Back to the latest checkpoint (weights, EMA, optimisers, RNG, step), the learning
+        rate scaled down; the rollback recorded in config.json before training goes on. The
+        training clock is not rolled back: the discarded steps were spent."""
+        model_state, ema_state, state = load_checkpoint(latest_checkpoint(self.run_dir), self.device)
+        record = self.guard.roll_back(self.step + 1, self.losses, reason, state)
+        if self.main:
+            stored = read_json(self.run_dir / "config.json")
+            write_json_atomic(self.run_dir / "config.json", {**stored, "rollbacks": self.guard.rollbacks})
+            print(f"trilemma: {self.family_name}: {reason} at step {record['step']}; rolled back to step "
+                  f"{record['restored_step']}, learning rate x{record['lr_scale']:g} (rollback "
+                  f"{len(self.guard.rollbacks)} of at most {MAX_ROLLBACKS})", file=sys.stderr, flush=True)
+        self.family.load_state_dict(model_state)
+        self.ema.load_state_dict(ema_state)
+        self.step, _ = restore_training_state(state, self.optimizers, self.device, self.family.grad_scaler)
+        self.saved_at, self.saved_step = self.elapsed, self.step
 
     # ------------------------------------------------------------------------ checkpoints
 
@@ -335,13 +372,18 @@ class TrainingRun:
             return self.step - self.saved_step >= every_steps
         return self.elapsed - self.saved_at >= every_seconds
 
+    def _save_first_checkpoint(self) -> None:
+        """A checkpoint before the first step, so that a rollback always has one to go back to."""
+        if distributed.broadcast_flag(self.main and latest_checkpoint(self.run_dir) is None):
+            self.save()
+
     def save(self) -> None:
         """A checkpoint of the current step (rank 0 writes; every rank waits for it)."""
         state = training_state(
             self.step, self.elapsed, self.optimizers, self.device, losses=self.losses,
             wall_seconds=self.wall, clock=self.unit,
             grad_scaler=self.family.grad_scaler.state_dict() if self.family.grad_scaler is not None else None,
-            peak_memory=peak_memory(self.device), world_size=self.world)
+            peak_memory=peak_memory(self.device), world_size=self.world, divergence=self.guard.state())
         if self.main:
             save_checkpoint(self.run_dir, self.step, self.family.state_dict(), self.ema.state_dict(), state)
         distributed.barrier()  # nobody resumes, reads or exits before the checkpoint is whole

@@ -13,6 +13,7 @@ from trilemma import __version__
 from trilemma.checkpoints import read_json
 from trilemma.data import Dataset, check_output_apart
 from trilemma.errors import RunError
+from trilemma.io.atomic import is_leftover
 
 BATCH_RULE = ("the configured batch size is the global batch and the learning rate is unchanged; "
               "each of world_size ranks takes batch_size / world_size of every global batch")
@@ -28,7 +29,9 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
     if run_dir.exists():
         if config_path.exists():
             raise RunError(f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
-        if run_dir.is_file() or any(run_dir.iterdir()):
+        # A folder that holds only what a killed writer left (a half-written config.json's
+        # temporary file) is as good as empty: the run never started.
+        if run_dir.is_file() or any(not is_leftover(p.name) for p in run_dir.iterdir()):
             raise RunError(f"{run_dir}: exists and is not empty; choose a new or empty folder for --out")
     return None
 
