@@ -47,6 +47,7 @@ from trilemma.sampling import load_run
 __all__ = ["ComparisonInterrupted", "prepare_output", "run_comparison", "run_dir_of"]
 
 SETTINGS_FILE = "compare.json"
+FEATURES = "features"  # the real data's features, cached on disk for every job
 
 
 class _Log:
@@ -89,7 +90,8 @@ def prepare_output(out_dir: Path, settings: CompareSettings) -> bool:
     distributed.barrier()  # every rank has looked before rank 0 writes
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(out_dir)  # temporary files of writers killed on an earlier run
+        for folder in (out_dir, out_dir / FEATURES):  # temporary files of writers killed earlier
+            remove_leftovers(folder)
         write_json_atomic(stored_path, settings.to_json())  # on resume: priorities may change
     distributed.barrier()
     return resuming

@@ -147,6 +147,7 @@ def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, peak
         register(cls)
 
     from trilemma.compare.family_job import FamilyJob
+    from trilemma.compare.runner import FEATURES
     from trilemma.data import load_data
     from trilemma.errors import TrilemmaError
     from trilemma.evaluation import builtin_name
@@ -160,7 +161,7 @@ def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, peak
         dataset = load_data(config.data)
         extractor = (extractor_for(builtin_name(dataset) or "", dataset.sample_shape)
                      if dataset.kind == "image" else None)
-        job = FamilyJob(config, dataset, Path(out_dir), family, seed, FeatureCache(Path(out_dir) / "features"),
+        job = FamilyJob(config, dataset, Path(out_dir), family, seed, FeatureCache(Path(out_dir) / FEATURES),
                         extractor, progress=False, peak_gflops=peak_gflops, report_progress=True,
                         log=(lambda message: print(f"[{family} seed {seed}] {message}", flush=True)) if verbose else None)
         if not job.finished():
