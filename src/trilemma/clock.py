@@ -64,3 +64,15 @@ def machine_busy_seconds() -> tuple[float, float] | None:
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
     busy = sum(ticks[:8]) - idle  # user nice system idle iowait irq softirq steal
     return busy / hz, idle / hz
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) process `pid` has used so far, from /proc/PID/stat (Linux);
+    None elsewhere or once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -51,15 +51,18 @@ class Window:
     wall: float = 0.0
 
     def add(self, ours: float, others: float, wall: float, cores: int, our_processes: int) -> None:
+        # Not clamped per interval: a process's CPU time can be read a tick late, which one
+        # interval over-counts and the next gives back.
         self.ours += ours
-        self.others += max(0.0, others)
+        self.others += others
         self.capacity += min(cores, max(1, our_processes)) * wall
         self.machine += cores * wall
         self.wall += wall
 
     def to_json(self) -> dict[str, Any]:
-        loss = max(0.0, 1 - self.ours / self.capacity) if self.capacity > 0 else None
-        return {"throughput_loss": loss, "others_cpu_fraction": self.others / self.machine if self.machine else None,
+        loss = min(1.0, max(0.0, 1 - self.ours / self.capacity)) if self.capacity > 0 else None
+        others = max(0.0, self.others / self.machine) if self.machine else None
+        return {"throughput_loss": loss, "others_cpu_fraction": others,
                 "measured_wall_seconds": self.wall}
 
 

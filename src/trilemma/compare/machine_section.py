@@ -36,10 +36,20 @@ def clock_of(results: dict[str, Any]) -> str:
     return "wall"
 
 
+NOTE_LOSS = 0.05  # below the warning, a loss this large is still mentioned under the title
+
+
 def render_warnings(results: dict[str, Any]) -> str:
     lines = results.get("warnings") or []
     if not lines:
-        return ""
+        losses = [c.get("throughput_loss") or 0.0 for entry in results["families"].values()
+                  for c in entry.get("contention") or []]
+        worst = max(losses, default=0.0)
+        if worst <= NOTE_LOSS:
+            return ""
+        return (f'<p class="note">Other processes took up to {100 * worst:.0f}% of the CPU time the '
+                f"families could have had while they trained (a warning needs more than 25%); their "
+                f'steps are unaffected. See <a href="#machine">The machine</a>.</p>')
     items = "".join(f"<li>{_e(line)}</li>" for line in lines)
     return (f'<div style="{WARNING_STYLE}" id="machine-warning"><b>The machine was busy during this '
             f"comparison.</b><ul>{items}</ul>See <a href=\"#machine\">The machine</a>.</div>")

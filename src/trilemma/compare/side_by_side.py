@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trilemma.checkpoints import read_json, write_json_atomic
+from trilemma.clock import process_cpu_seconds
 from trilemma.compare.contention import MachineMonitor
 from trilemma.compare.family_job import ComparisonInterrupted, run_dir_of
 from trilemma.compare.settings import CompareSettings
@@ -74,11 +75,12 @@ def _wait(processes: dict, out_dir: Path, settings: CompareSettings, monitor: Ma
           final_cpu: dict, log: Callable[..., None]) -> None:
     last_status = time.perf_counter()
     while True:
+        for key, process in processes.items():  # the kernel's count, read while the process lives
+            seconds = process_cpu_seconds(process.pid)
+            if seconds is not None:
+                final_cpu[key] = seconds
         alive = {key for key, p in processes.items() if p.is_alive()}
         progress = {key: _progress(run_dir_of(out_dir, *key)) for key in processes}
-        for key in processes:
-            if key not in alive and key not in final_cpu:
-                final_cpu[key] = progress[key].get("process_cpu_seconds", 0.0)
         ours = time.process_time() + sum(final_cpu.get(key, p.get("process_cpu_seconds", 0.0))
                                          for key, p in progress.items())
         training = [f"{f}-{s}" for (f, s) in alive if progress[(f, s)].get("phase") == "training"]
