@@ -20,6 +20,13 @@ RUNS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory):
+    """The steps-per-CPU-second calibrations of this session, kept out of the user's cache."""
+    os.environ["TRILEMMA_CACHE"] = str(tmp_path_factory.mktemp("trilemma-cache"))
+    yield os.environ["TRILEMMA_CACHE"]
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """trained_run(name) -> the run folder of RUNS[name], trained on first use."""

@@ -2,6 +2,7 @@
 (the rollbacks themselves: tests/test_divergence.py)."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -131,9 +132,30 @@ def test_learning_rate_schedule():
     assert learning_rate_scale(50, 1.0, 10, "cosine", 0.1) == pytest.approx(0.1)
 
 
-def test_time_budget_stops_training(grid, tmp_path):
-    result = train("vae", grid, tmp_path / "run", budget=Budget(seconds=1.0), progress=False)
-    assert result.seconds >= 1.0 and result.steps > 1
+def test_a_time_budget_on_a_cpu_is_the_steps_calibrated_for_this_machine(grid, tmp_path, monkeypatch):
+    from trilemma.training import calibration
+
+    monkeypatch.setenv("TRILEMMA_CACHE", str(tmp_path / "cache"))
+    first = train("vae", grid, tmp_path / "a", budget=Budget(seconds=1.0), progress=False)
+    budget = json.loads((tmp_path / "a" / "config.json").read_text())["budget"]
+    rate = budget["calibration"]["steps_per_cpu_second"]
+    assert budget["cpu_seconds"] == 1.0 and budget["steps"] == first.steps == math.ceil(rate) > 1
+    assert budget["calibration"]["cached"] is False
+
+    # The next run reads the rate back: the same steps, whatever the machine is doing meanwhile.
+    monkeypatch.setattr(calibration, "_measure", lambda *a: pytest.fail("measured again"))
+    second = train("vae", grid, tmp_path / "b", budget=Budget(seconds=1.0), progress=False)
+    again = json.loads((tmp_path / "b" / "config.json").read_text())["budget"]
+    assert second.steps == first.steps and again["calibration"]["cached"] is True
+
+
+def test_a_calibration_disturbed_by_other_processes_is_not_kept(grid, tmp_path, monkeypatch):
+    from trilemma.training import calibration
+
+    monkeypatch.setenv("TRILEMMA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibration, "_measure", lambda *a: (50.0, 0.6))  # others took 60%
+    result = train("vae", grid, tmp_path / "run", budget=Budget(seconds=0.5), progress=False)
+    assert result.steps == 25 and not (tmp_path / "cache" / "calibration.json").exists()
 
 
 def test_bf16_autocast_trains_and_is_recorded(digits, tmp_path):

@@ -69,16 +69,16 @@ def test_the_report_opens_with_the_warning_and_shows_the_machine():
     assert render_warnings(results) == ""  # a quiet machine: nothing above the title
 
 
-def test_training_counts_cpu_time_on_one_thread_and_records_the_clock(tmp_path):
+def test_training_runs_on_one_thread_and_records_cpu_and_wall_time(tmp_path):
     import torch
 
     from trilemma.data import load_data
     from trilemma.training import Budget, train
 
     threads = torch.get_num_threads()
-    result = train("vae", load_data("ring8"), tmp_path / "run", budget=Budget(seconds=0.5), progress=False,
-                   device="cpu", threads=1, overrides={"mlp_width": 16})
+    result = train("vae", load_data("ring8"), tmp_path / "run", budget=Budget(steps=30), progress=False,
+                   device="cpu", overrides={"mlp_width": 16})
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["budget"]["clock"] == "cpu" and config["threads"] == 1
-    assert result.clock == "cpu" and result.seconds >= 0.5 and result.wall_seconds > 0
+    assert result.clock == "cpu" and result.seconds > 0 and result.wall_seconds > 0
     assert torch.get_num_threads() == threads  # the caller's setting is put back

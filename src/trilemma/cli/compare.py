@@ -18,10 +18,9 @@ def add_compare_parser(commands: Any) -> None:
     p.add_argument("--out", required=True, help="output folder (new; rerun with the same one to resume)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=positive_float,
-                        help="training minutes per family and seed: CPU-minutes of the family's own "
-                        "process on a CPU (default 5; the families train side by side, so an idle 2-core "
-                        "machine needs about 7.5 minutes for three), wall minutes on a GPU (default 5); "
-                        "0.75 on 2-D points")
+                        help="training budget per family and seed: on a CPU the steps that many minutes "
+                        "of one idle core run, calibrated once per machine (default 4; the families train "
+                        "side by side), on a GPU wall minutes (default 5); 0.75 on 2-D points")
     budget.add_argument("--steps", type=positive_int, help="training steps per family and seed instead")
     p.add_argument("--families", help="comma list, or all (default: the classic three, "
                    "vae,gan,diffusion)")

@@ -18,8 +18,9 @@ def add_train_parser(commands: Any) -> None:
     p.add_argument("--out", required=True, help="run folder (created; must be new or empty unless --resume)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=positive_float,
-                        help="training budget: CPU-minutes of this process on a CPU, wall minutes on a GPU "
-                        "(default: 3 on images, 0.75 on points)")
+                        help="training budget: on a CPU the steps that many minutes of one idle core run, "
+                        "calibrated once per machine; on a GPU wall minutes (default: 3 on images, 0.75 on "
+                        "points)")
     budget.add_argument("--steps", type=positive_int, help="number of optimisation steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -35,9 +36,8 @@ def add_train_parser(commands: Any) -> None:
                    help="checkpoint every this many steps (default: every 60 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=positive_int,
-                   help="CPU intra-op threads (default 1: the budget counts CPU time, which a busy machine "
-                   "leaves alone on one thread; more threads finish sooner on an idle machine but spend "
-                   "CPU time waiting for each other on a busy one)")
+                   help="CPU intra-op threads (default 1: a busy machine slows one thread the least, and a "
+                   "time budget's steps are calibrated on one)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the trained networks (worth it on CUDA for long runs; off by default)")
     p.set_defaults(run=cmd_train)

@@ -62,7 +62,8 @@ class FamilyJob:
 
     def __init__(self, settings: CompareSettings, dataset: Dataset, out_dir: Path, family: str,
                  seed: int, cache: FeatureCache, extractor: Any, *, progress: bool,
-                 peak_gflops: float, report_progress: bool = False, log: Any = None):
+                 peak_gflops: float, report_progress: bool = False, log: Any = None,
+                 budget: Budget | None = None):
         self.settings, self.dataset, self.family_name, self.seed = settings, dataset, family, seed
         self.run_dir = run_dir_of(out_dir, family, seed)
         self.cache, self.extractor, self.progress = cache, extractor, progress
@@ -71,6 +72,8 @@ class FamilyJob:
         self.log = log  # a line of news (a collapse seen on the curve); None: keep quiet
         self.curve_path = self.run_dir / "curve.jsonl"
         self.unit = clock.unit_of(resolve_device(settings.device))
+        # The settings' budget, or the steps a calibration made of its CPU time (`calibrate`).
+        self.budget = budget or Budget(steps=settings.steps, seconds=settings.seconds)
 
     @property
     def key(self) -> str:
@@ -103,8 +106,7 @@ class FamilyJob:
         """Train to the budget (resuming if the run folder holds a run), taking the curve's
         points on the way; `on_interval()` is called every few wall seconds (the sequential
         runner measures the machine there)."""
-        s = self.settings
-        budget = Budget(steps=s.steps, seconds=s.seconds)
+        s, budget = self.settings, self.budget
         if distributed.is_main():
             cut_partial_line(self.curve_path)  # left by a kill; nothing else writes here now
         curve = read_curve(self.curve_path)

@@ -20,10 +20,15 @@ def _cell(value: Any, spec: str) -> str:
 
 
 def budget_text(results: dict[str, Any]) -> str:
-    """'300 CPU-seconds (this process)' or '40 steps': the budget as the report states it."""
+    """'the steps 300 s of one idle core run', '300 s' or '40 steps': the budget as the report
+    states it (each family's steps are in the figure table)."""
     settings = results["settings"]
     if not settings.get("seconds"):
         return f"{settings['steps']} steps"
+    calibrated = any((entry.get("training_provenance") or {}).get("budget", {}).get("calibration")
+                     for entry in results["families"].values())
+    if calibrated:
+        return f"the steps {settings['seconds']:g} s of one idle core run (calibrated once on this machine)"
     return f"{settings['seconds']:g} {describe(clock_of(results))}"
 
 

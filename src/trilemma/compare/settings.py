@@ -17,8 +17,9 @@ class CompareSettings:
     """Everything that decides what a comparison trains and how it is measured.
 
     ``seconds`` (or ``steps``) is each family's training budget, the same for every family and
-    seed: CPU seconds of its own single-threaded process on a CPU (`trilemma.clock`), wall
-    seconds on a GPU; evaluation during training is not counted against it. ``evaluations``
+    seed: on a CPU the steps that many seconds of one idle core run, calibrated once per machine
+    (`trilemma.training.calibration`), on a GPU wall seconds; evaluation during training is not
+    counted against it. ``evaluations``
     quality points are taken at equal fractions of the budget, the last at its end. ``n_samples`` samples per
     family are scored at the end, ``n_curve`` at each point of the training curve (the end point
     reuses the first ``n_curve`` of the final samples), ``n_nfe`` at each point of the diffusion
@@ -27,7 +28,7 @@ class CompareSettings:
 
     data: str = "mnist"
     families: tuple[str, ...] = field(default_factory=default_comparison)
-    seconds: float | None = 300.0
+    seconds: float | None = 240.0
     steps: int | None = None
     seeds: int = 1
     evaluations: int = 4
@@ -68,9 +69,9 @@ def _jsonable(value: Any) -> Any:
 def preset(kind: str, device_type: str) -> CompareSettings:
     """Defaults for a data kind ("image" or "points") on a device type ("cpu" or "cuda").
 
-    CPU images: 300 CPU-seconds per family; the three train side by side on one core each, so
-    that their training, evaluation and the report finish within 10 minutes on a 2-core CPU
-    (measured: see the README). CUDA: 5 minutes per
+    CPU images: the steps 240 s of one idle core run, per family; the three train side by side,
+    one single-threaded process each, so that their training, evaluation and the report finish
+    within 10 minutes on a 2-core CPU (measured: see the README). CUDA: 5 minutes per
     family, wider networks (each family's `gpu_settings`), 5,000 samples and the ancestral
     sampler on the NFE curve. Points: the 45 s budget of `trilemma train`, and the 2,500
     samples of the mode protocol.

@@ -37,7 +37,7 @@ STATUS_EVERY = 20.0  # seconds between the runner's status lines
 EXIT_INTERRUPTED, EXIT_ERROR = 130, 2
 
 
-def run_jobs(settings: CompareSettings, out_dir: Path, jobs: list[tuple[str, int]],
+def run_jobs(settings: CompareSettings, out_dir: Path, jobs: list[tuple[str, int]], budgets: dict[str, Any],
              peak_gflops: float, log: Callable[..., None], *, verbose: bool = True) -> None:
     """Train and evaluate every (family, seed) of `jobs` in a process of its own, all at once;
     returns when all are done. Raises ComparisonInterrupted after Ctrl-C and RunError naming
@@ -49,13 +49,13 @@ def run_jobs(settings: CompareSettings, out_dir: Path, jobs: list[tuple[str, int
         # plug-in's or a test's, is known in the job's fresh process too.
         process = context.Process(target=_job_main, name=f"trilemma-{family}-seed{seed}", daemon=False,
                                   args=(asdict(settings), str(out_dir), family_class(family), seed,
-                                        peak_gflops, os.getpid(), verbose))
+                                        budgets.get(family), peak_gflops, os.getpid(), verbose))
         process.start()
         processes[(family, seed)] = process
     monitor = MachineMonitor()
     final_cpu: dict[tuple[str, int], float] = {}
     try:
-        _wait(processes, out_dir, settings, monitor, final_cpu, log)
+        _wait(processes, out_dir, settings, budgets, monitor, final_cpu, log)
     except KeyboardInterrupt:
         for process in processes.values():
             process.join()  # each saw the same Ctrl-C: it saves and stops
@@ -71,8 +71,8 @@ def run_jobs(settings: CompareSettings, out_dir: Path, jobs: list[tuple[str, int
                        f"{_error_of(run_dir_of(out_dir, family, seed))}; rerun the same command to resume")
 
 
-def _wait(processes: dict, out_dir: Path, settings: CompareSettings, monitor: MachineMonitor,
-          final_cpu: dict, log: Callable[..., None]) -> None:
+def _wait(processes: dict, out_dir: Path, settings: CompareSettings, budgets: dict[str, Any],
+          monitor: MachineMonitor, final_cpu: dict, log: Callable[..., None]) -> None:
     last_status = time.perf_counter()
     while True:
         for key, process in processes.items():  # the kernel's count, read while the process lives
@@ -89,7 +89,7 @@ def _wait(processes: dict, out_dir: Path, settings: CompareSettings, monitor: Ma
             return
         if time.perf_counter() - last_status >= STATUS_EVERY:
             last_status = time.perf_counter()
-            log(_status(progress, alive, settings))
+            log(_status(progress, alive, settings, budgets))
         time.sleep(POLL_SECONDS)
 
 
@@ -100,14 +100,15 @@ def _progress(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _status(progress: dict, alive: set, settings: CompareSettings) -> str:
+def _status(progress: dict, alive: set, settings: CompareSettings, budgets: dict[str, Any]) -> str:
     parts = []
     for (family, seed), p in sorted(progress.items()):
         phase = p.get("phase", "starting") if (family, seed) in alive else "done"
-        if phase == "training" and settings.seconds:
-            phase = f"{p.get('budget_seconds', 0):.0f}/{settings.seconds:g} CPU-s, step {p.get('step', 0)}"
+        steps = budgets[family].steps if family in budgets else settings.steps
+        if phase == "training" and steps:
+            phase = f"step {p.get('step', 0)}/{steps}"
         elif phase == "training":
-            phase = f"step {p.get('step', 0)}/{settings.steps}"
+            phase = f"{p.get('budget_seconds', 0):.0f}/{settings.seconds:g} s, step {p.get('step', 0)}"
         parts.append(f"{family}{'' if settings.seeds == 1 else f' seed {seed}'} {phase}")
     return "; ".join(parts)
 
@@ -135,8 +136,8 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, peak_gflops: float,
-              parent: int, verbose: bool) -> None:
+def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, budget: Any,
+              peak_gflops: float, parent: int, verbose: bool) -> None:
     """A job's process: one thread, its own copy of the data and models; the features of the real
     data come from a cache on disk that the jobs share."""
     _die_with_parent(parent)
@@ -164,7 +165,7 @@ def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, peak
         extractor = (extractor_for(builtin_name(dataset) or "", dataset.sample_shape)
                      if dataset.kind == "image" else None)
         job = FamilyJob(config, dataset, Path(out_dir), family, seed, FeatureCache(Path(out_dir) / FEATURES),
-                        extractor, progress=False, peak_gflops=peak_gflops, report_progress=True,
+                        extractor, progress=False, peak_gflops=peak_gflops, report_progress=True, budget=budget,
                         log=(lambda message: print(f"[{family} seed {seed}] {message}", flush=True)) if verbose else None)
         if not job.finished():
             job.train()

@@ -12,11 +12,15 @@ from trilemma.data import Dataset
 class Budget:
     """Stop after this many optimisation steps, or this much training time, whichever first.
 
-    The time is on the training clock (`trilemma.clock`): this process's CPU seconds on a CPU,
-    wall seconds on a GPU."""
+    A time budget on a CPU is turned into steps before training starts (`calibration`): the
+    steps `seconds` of one idle core run, measured once per machine, so that the run does not
+    depend on what else the machine is doing. `cpu_seconds` and `calibration` then record the
+    request and the rate behind the steps. On a GPU `seconds` counts wall seconds."""
 
     steps: int | None = None
     seconds: float | None = None
+    cpu_seconds: float | None = None  # the time budget a calibrated step budget stands for
+    calibration: dict | None = None
 
     def __post_init__(self):
         if self.steps is None and self.seconds is None:
@@ -36,12 +40,20 @@ class Budget:
         )
 
     def to_json(self) -> dict:
-        return {"steps": self.steps, "seconds": self.seconds}
+        record = {"steps": self.steps, "seconds": self.seconds}
+        if self.cpu_seconds is not None:
+            record.update(cpu_seconds=self.cpu_seconds, calibration=self.calibration)
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> Budget:
+        return cls(record.get("steps"), record.get("seconds"), record.get("cpu_seconds"),
+                   record.get("calibration"))
 
 
 def default_budget(dataset: Dataset) -> Budget:
-    """Sized for a 2-core CPU: 45 CPU-seconds on 2-D sets, three CPU-minutes on images (on a
-    GPU, as many wall seconds)."""
+    """Sized for a 2-core CPU: the steps 45 seconds of one idle core run on 2-D sets, three
+    minutes on images (on a GPU, as many wall seconds)."""
     return Budget(seconds=45.0 if dataset.kind == "points" else 180.0)
 
 
