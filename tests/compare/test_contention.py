@@ -51,6 +51,17 @@ def test_a_family_that_lost_more_than_a_quarter_is_named_with_its_figures():
     assert len(lines) == 1
     assert lines[0].startswith("diffusion (seed 0) trained on a busy machine: its processes got 60%")
     assert "1234 steps" in lines[0] and "40 GFLOP/s before" in lines[0] and "against 90" in lines[0]
+    assert "what an idle machine gives" in lines[0]
+
+
+def test_a_calibration_measured_under_the_same_load_is_not_called_what_an_idle_machine_gives():
+    busy = _record("gan", 0.40)
+    busy["training"]["budget"] = {"steps": 1234, "calibration": {"cached": False, "others_cpu_fraction": 0.45}}
+    calm = _record("vae", 0.40)
+    calm["training"]["budget"] = {"steps": 1234, "calibration": {"cached": True, "others_cpu_fraction": 0.01}}
+    busy_line, calm_line = warnings([busy, calm], calibration=90.0)
+    assert "calibration was measured on this busy machine too (other processes took 45%)" in busy_line
+    assert "what an idle machine gives" not in busy_line and "what an idle machine gives" in calm_line
 
 
 def test_the_report_opens_with_the_warning_and_shows_the_machine():

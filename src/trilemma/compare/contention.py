@@ -1,8 +1,9 @@
 """Was the machine disturbed while a family trained? Measured, recorded, and turned into a
 warning when it was.
 
-The budget counts CPU time (`trilemma.clock`), so another process cannot shorten a family's
-training; it can only stretch its wall time. This module measures by how much: over the
+On a CPU the budget is a number of steps calibrated on an idle core (`trilemma.training.calibration`),
+so another process cannot shorten a family's training; it can only stretch its wall time. This
+module measures by how much: over the
 intervals a family trained, the CPU time our own processes got against what the machine could
 give them (`min(cores, our processes)` cores), and the CPU time every other process took
 (`/proc/stat`'s busy time minus ours). A single-threaded matmul before and after each family
@@ -113,6 +114,17 @@ def warnings(records: list[dict[str, Any]], calibration: float | None) -> list[s
             f"{100 * (1 - loss):.0f}% of the CPU time they would have had"
             + (f", other processes took {100 * others:.0f}% of the machine" if others is not None else "")
             + (f", load average {c['load_average_after']:.1f}" if c.get("load_average_after") else "")
-            + f"{matmul}. Its budget is CPU time, so its {record['training']['steps']} steps are "
-            "what an idle machine gives; only its wall time grew.")
+            + f"{matmul}. " + _steps_sentence(record))
     return out
+
+
+def _steps_sentence(record: dict[str, Any]) -> str:
+    """What the load did to the family's budget: nothing, unless its calibration was disturbed."""
+    steps = record["training"]["steps"]
+    calibration = (record["training"].get("budget") or {}).get("calibration") or {}
+    others = calibration.get("others_cpu_fraction")
+    if calibration and not calibration.get("cached") and others is not None and others >= WARN_LOSS:
+        return (f"Its calibration was measured on this busy machine too (other processes took "
+                f"{100 * others:.0f}%), so its {steps} steps may be fewer than an idle machine gives; "
+                "the calibration was not kept, and a rerun on an idle machine measures it again.")
+    return f"Its budget is a fixed number of steps, so its {steps} steps are what an idle machine gives; only its wall time grew."

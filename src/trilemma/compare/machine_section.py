@@ -80,7 +80,7 @@ def render(results: dict[str, Any]) -> str:
         "machine CPU used by other processes (%)", "single-core matmul GFLOP/s before", "after",
         "load average before", "after"))
     calibration = results.get("matmul_peak_gflops")
-    note = ("The budget counts each family's own CPU time, which another process cannot take: a busy machine "
+    note = ("The budget is each family's steps, calibrated once on an idle core of this machine: a busy machine "
             "stretches the wall time but leaves the steps, and so the verdict, as an idle machine gives them. "
             if unit == "cpu" else "The budget counts wall seconds on the GPU. ")
     note += (f"Throughput lost: the share of the CPU time the families' processes could have had (one core each, "

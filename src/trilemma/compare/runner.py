@@ -12,7 +12,7 @@ A family whose evaluation.json exists is never retrained; one that stopped mid-w
 from its last checkpoint, and its curve from its last point.
 
 On a CPU the jobs train side by side, one single-threaded process each (`compare.side_by_side`),
-and the budget counts each one's CPU time (`trilemma.clock`). On a GPU, and under torchrun, they
+each for the steps its calibration made of the time budget (`trilemma.training.calibration`). On a GPU, and under torchrun, they
 run one after another in this process: under torchrun every rank runs this same sequence,
 training is one DDP model per family, sampling and feature extraction are split across the
 ranks (`trilemma.distributed`), and rank 0 alone writes files and prints.

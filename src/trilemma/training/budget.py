@@ -51,6 +51,14 @@ class Budget:
                    record.get("calibration"))
 
 
+def resumed_budget(given: Budget | None, stored: Budget) -> Budget:
+    """A resumed run keeps its own budget, and so the steps a calibration gave it, unless the
+    caller asks for another one than the time budget it stands for."""
+    if given is None or (given.seconds is not None and given.steps is None and given.seconds == stored.cpu_seconds):
+        return stored
+    return given
+
+
 def default_budget(dataset: Dataset) -> Budget:
     """Sized for a 2-core CPU: the steps 45 seconds of one idle core run on 2-D sets, three
     minutes on images (on a GPU, as many wall seconds)."""

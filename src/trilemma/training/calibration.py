@@ -29,11 +29,13 @@ from typing import Any
 
 import torch
 
+from trilemma import distributed
 from trilemma.clock import cpu_threads, machine_busy_seconds
 from trilemma.data import Dataset
 from trilemma.device import describe_device
 from trilemma.ema import EMA
 from trilemma.families import DataShape, family_class
+from trilemma.training.budget import Budget
 
 BURST_CPU_SECONDS = 1.5  # one timed burst of training steps
 BURSTS = 3  # the best of these is the idle rate (load only ever slows a burst down)
@@ -77,6 +79,18 @@ def calibrate(family_name: str, dataset: Dataset, *, conditional: bool = False,
         _write_cache({**_read_cache(), key: {k: v for k, v in calibration.to_json().items()
                                              if k not in ("key", "cached")}})
     return calibration
+
+
+def calibrated_budget(budget: Budget, family_name: str, dataset: Dataset, *, conditional: bool,
+                      overrides: dict[str, Any], precision: str) -> Budget:
+    """A CPU time budget as the steps it gives on one idle core of this machine; under torchrun
+    every rank takes rank 0's figure."""
+    calibration = calibrate(family_name, dataset, conditional=conditional, overrides=overrides,
+                            precision=precision)
+    if distributed.is_distributed():
+        calibration = distributed.gather_objects(calibration)[0]
+    return Budget(steps=calibration.steps(budget.seconds), cpu_seconds=budget.seconds,
+                  calibration=calibration.to_json())
 
 
 def _key(family_name: str, config: dict[str, Any], precision: str) -> str:

@@ -46,7 +46,8 @@ from trilemma.ema import EMA
 from trilemma.errors import RunError, TrainingDiverged
 from trilemma.families import DataShape, Family, family_class
 from trilemma.metrics.speed import peak_memory
-from trilemma.training.budget import Budget, default_budget, learning_rate_scale
+from trilemma.training.budget import Budget, default_budget, learning_rate_scale, resumed_budget
+from trilemma.training.calibration import calibrated_budget
 from trilemma.training.divergence import MAX_ROLLBACKS, DivergenceGuard
 from trilemma.training.progress import ProgressBar, StopFlag
 from trilemma.training.run_folder import (
@@ -121,28 +122,6 @@ def train(
                          every_steps=checkpoint_every_steps)
 
 
-def _resumed_budget(given: Budget | None, stored: Budget) -> Budget:
-    """A resumed run keeps its own budget, and so the steps a calibration gave it, unless the
-    caller asks for another one than the time budget it stands for."""
-    if given is None or (given.seconds is not None and given.steps is None and given.seconds == stored.cpu_seconds):
-        return stored
-    return given
-
-
-def _calibrated(budget: Budget, family_name: str, dataset: Dataset, conditional: bool,
-                overrides: dict[str, Any], precision: str) -> Budget:
-    """A CPU time budget as the steps it gives on one idle core of this machine (`calibration`);
-    under torchrun every rank takes rank 0's figure."""
-    from trilemma.training.calibration import calibrate
-
-    calibration = calibrate(family_name, dataset, conditional=conditional, overrides=overrides,
-                            precision=precision)
-    if distributed.is_distributed():
-        calibration = distributed.gather_objects(calibration)[0]
-    return Budget(steps=calibration.steps(budget.seconds), cpu_seconds=budget.seconds,
-                  calibration=calibration.to_json())
-
-
 class TrainingRun:
     """One run folder being trained: the family with its optimisers and EMA, the data order,
     the step counter and the training clock. `train` is the loop."""
@@ -164,7 +143,7 @@ class TrainingRun:
         if stored is not None:
             check_resumable(stored, run_dir, family_name, dataset)
             seed, config = stored["seed"], cls.config_class.from_json(stored["family_config"])
-            budget = _resumed_budget(budget, Budget.from_json(stored["budget"]))
+            budget = resumed_budget(budget, Budget.from_json(stored["budget"]))
             precision = stored.get("precision", "fp32")
             if threads is None and self.threads is not None:
                 self.threads = stored.get("threads") or self.threads
@@ -172,8 +151,8 @@ class TrainingRun:
             data = DataShape(dataset.kind, dataset.sample_shape, dataset.num_classes if conditional else 0)
             budget, config = budget or default_budget(dataset), cls.default_config(data, **overrides)
             if self.unit == "cpu" and budget.seconds and budget.steps is None:
-                budget = _calibrated(budget, family_name, dataset, conditional, overrides,
-                                     resolve_precision(precision, self.device))
+                budget = calibrated_budget(budget, family_name, dataset, conditional=conditional,
+                                           overrides=overrides, precision=resolve_precision(precision, self.device))
         self.seed, self.config, self.budget = seed, config, budget
         self.precision = resolve_precision(precision, self.device)
         if self.device.type == "cuda":
