@@ -50,6 +50,28 @@ def test_loss_falls_on_a_fixed_batch(name):
     assert last < 0.7 * sum(first) / len(first)
 
 
+def test_vae_per_sample_decoder_variance_is_a_gaussian_likelihood_and_samples_with_its_scale():
+    torch.manual_seed(0)
+    family = build_family("vae", POINTS, decoder_variance="per_sample").eval()
+    x = torch.randn(5, 2)
+    decoded = torch.cat([torch.randn(5, 2), torch.randn(5, 2) * 0.3 - 1.0], dim=1)  # mean, log-scale
+    mean, log_scale = decoded[:, :2], decoded[:, 2:]
+    expected = -torch.distributions.Normal(mean, log_scale.exp()).log_prob(x).sum(1)
+    assert torch.allclose(family.reconstruction_nll(x, decoded), expected, atol=1e-5)
+    assert family.decode(torch.zeros(3, family.config.latent_dim)).shape == (3, 2)  # the mean only
+    tiny = torch.cat([mean, torch.full((5, 2), -20.0)], dim=1)  # the scale is floored at 1e-3
+    floored = -torch.distributions.Normal(mean, 1e-3).log_prob(x).sum(1)
+    assert torch.allclose(family.reconstruction_nll(x, tiny), floored, rtol=1e-5)
+    # Sampling adds the decoder's own noise: a decoder that predicts a tiny scale samples its mean.
+    with torch.no_grad():
+        family.decoder.net[-1].weight.zero_()
+        family.decoder.net[-1].bias.copy_(torch.tensor([0.5, -0.5, -20.0, -20.0]))
+    out = family.sample(64, torch.Generator().manual_seed(0)).x
+    assert torch.allclose(out, torch.tensor([0.5, -0.5]).expand(64, 2), atol=5e-3)  # scale floored at 1e-3
+    with pytest.raises(UnsupportedRequest, match="decoder_variance"):
+        build_family("vae", POINTS, decoder_variance="diagonal")
+
+
 def test_vae_encode_decode_and_elbo_terms():
     family = build_family("vae", IMAGE, latent_dim=4)
     x = _batch(IMAGE.sample_shape, 6)

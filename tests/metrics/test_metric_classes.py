@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from trilemma.metrics import class_histogram, classifier_score
+from trilemma.metrics.classes import confident_fraction
 
 
 def test_all_samples_in_one_class() -> None:
@@ -54,3 +55,11 @@ def test_rejects_logits_and_bad_labels() -> None:
         classifier_score(np.array([[2.0, -1.0], [0.5, 0.3]]))
     with pytest.raises(ValueError):
         class_histogram(np.array([0, 5]), num_classes=3)
+
+
+def test_confident_fraction_counts_rows_whose_top_class_reaches_the_threshold():
+    p = np.array([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    assert confident_fraction(p) == 0.5  # 0.95 and 0.9 (inclusive); 0.6 and 0.7 fall short
+    assert confident_fraction(p, threshold=0.6) == 1.0
+    with pytest.raises(ValueError):
+        confident_fraction(np.zeros((0, 3)))

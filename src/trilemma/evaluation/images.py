@@ -21,7 +21,7 @@ from trilemma.evaluation.reference import (
     split_of,
 )
 from trilemma.metrics.cas import classification_accuracy_score
-from trilemma.metrics.classes import class_histogram, classifier_score
+from trilemma.metrics.classes import class_histogram, classifier_score, confident_fraction
 from trilemma.metrics.features import (
     DomainClassifierExtractor,
     FeatureCache,
@@ -132,6 +132,8 @@ def _classes(extractor: DomainClassifierExtractor, real: Reference, fake: torch.
         "class_kl_to_real": histogram["kl_to_real"],
         "classifier_score": classifier_score(fake_p),
         "classifier_score_real": classifier_score(real_p),
+        "confident_fraction": confident_fraction(fake_p),
+        "confident_fraction_real": confident_fraction(real_p),
     }
     details["class_histogram"] = histogram["histogram"]
     details["real_class_histogram"] = class_histogram(real_labels, classes)["histogram"]

@@ -15,11 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from trilemma.distributed import randn_like
+from trilemma.errors import UnsupportedRequest
 from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
 from trilemma.families.capabilities import Knob
 from trilemma.families.registry import register
 from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvEncoder
 from trilemma.nets.mlp import LabelledMLP
+
+DECODER_VARIANCES = ("shared", "per_sample")
 
 
 @dataclass
@@ -29,6 +32,9 @@ class VAEConfig(FamilyConfig):
     base_width: int = 16  # channels at full resolution; sized for ~3 CPU-minutes on mnist
     mlp_width: int = 256
     temperature: float = 1.0  # prior scale at sampling time; < 1 trades diversity for fidelity
+    # Points: the Gaussian likelihood's scale, one per coordinate ("shared") or predicted by the
+    # decoder for each z ("per_sample", a heteroscedastic decoder).
+    decoder_variance: str = "shared"
 
 
 class VAE(Family):
@@ -57,8 +63,13 @@ class VAE(Family):
         else:
             dim = data.sample_shape[0]
             self.encoder = LabelledMLP(dim, 2 * config.latent_dim, data.num_classes, width=config.mlp_width)
-            self.decoder = LabelledMLP(config.latent_dim, dim, data.num_classes, width=config.mlp_width)
-            self.log_scale = nn.Parameter(torch.full((dim,), math.log(0.1)))
+            if config.decoder_variance not in DECODER_VARIANCES:
+                raise UnsupportedRequest(f"unknown decoder_variance '{config.decoder_variance}' "
+                                         f"(known: {', '.join(DECODER_VARIANCES)})")
+            per_sample = config.decoder_variance == "per_sample"
+            self.decoder = LabelledMLP(config.latent_dim, dim * (2 if per_sample else 1), data.num_classes,
+                                       width=config.mlp_width)
+            self.log_scale = None if per_sample else nn.Parameter(torch.full((dim,), math.log(0.1)))
 
     @classmethod
     def defaults(cls, data: DataShape) -> VAEConfig:
@@ -98,7 +109,15 @@ class VAE(Family):
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The mean of p(x|z) in model space."""
         out = self.decoder(z, labels)
-        return torch.sigmoid(out) * 2 - 1 if self.config.data.is_image else out
+        return torch.sigmoid(out) * 2 - 1 if self.config.data.is_image else self._mean_and_log_scale(out)[0]
+
+    def _mean_and_log_scale(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A points decoder's output as the likelihood's mean and log-scale (floored at 1e-3 of
+        the data's standardised scale, so that the likelihood cannot grow without bound)."""
+        if self.log_scale is not None:
+            return out, self.log_scale.expand_as(out)
+        mean, log_scale = out.chunk(2, dim=1)
+        return mean, log_scale.clamp(min=math.log(1e-3))
 
     def fidelity_knob(self) -> Knob:
         """The prior's temperature: z ~ N(0, T²I); T < 1 keeps to the prior's dense core."""
@@ -109,8 +128,8 @@ class VAE(Family):
         if self.config.data.is_image:
             target = (x + 1) / 2
             return F.binary_cross_entropy_with_logits(decoded, target, reduction="none").flatten(1).sum(1)
-        log_scale = self.log_scale
-        z = (x - decoded) / log_scale.exp()
+        mean, log_scale = self._mean_and_log_scale(decoded)
+        z = (x - mean) / log_scale.exp()
         return (0.5 * z.square() + log_scale + 0.5 * math.log(2 * math.pi)).sum(1)
 
     def elbo_terms(self, x: torch.Tensor, labels: torch.Tensor | None = None):
@@ -145,10 +164,12 @@ class VAE(Family):
         self.reject_options(options, self.name)
         labels = self.sample_labels(n, generator, labels)
         z = randn((n, self.config.latent_dim), generator, self.device) * temperature
-        x = self.decode(z, labels)
-        if not self.config.data.is_image:
+        if self.config.data.is_image:
+            x = self.decode(z, labels)
+        else:
             # A point sample includes the decoder's observation noise: that is the model's p(x).
-            x = x + randn(x.shape, generator, self.device) * self.log_scale.exp()
+            mean, log_scale = self._mean_and_log_scale(self.decoder(z, labels))
+            x = mean + randn(mean.shape, generator, self.device) * log_scale.exp()
         return SampleOutput(x=x, labels=labels, nfe=1)
 
 

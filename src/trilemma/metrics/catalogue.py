@@ -147,6 +147,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("class_kl_to_real", "class KL to real (nats)", EVALUATE_ONLY, better="lower"),
     Metric("classifier_score", "classifier score", EVALUATE_ONLY, better="higher"),
     Metric("classifier_score_real", "classifier score of real", EVALUATE_ONLY),
+    Metric("confident_fraction", "samples classified with confidence ≥ 0.9", EVALUATE_ONLY, ".3f", "higher"),
+    Metric("confident_fraction_real", "real images classified with confidence ≥ 0.9", EVALUATE_ONLY, ".3f"),
     Metric("modes_covered", "modes covered", "diversity", better="higher", curve=True,
            out_of="num_modes"),
     Metric("num_modes", "modes of the mixture", "diversity", within="modes_covered"),
