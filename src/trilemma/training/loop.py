@@ -98,8 +98,9 @@ def train(
 ) -> TrainResult:
     """Train one family on a data set into run_dir.
 
-    The budget's seconds are CPU seconds of this process on a CPU and wall seconds on a GPU
-    (`trilemma.clock`): another process can slow a CPU run down but not shorten its training.
+    On a CPU a budget in seconds becomes the steps those seconds run on one idle core, calibrated
+    once per machine (`trilemma.training.calibration`): another process can slow a CPU run down
+    but not shorten its training. On a GPU it counts wall seconds (`trilemma.clock`).
     On a CPU the run uses `threads` intra-op threads (default 1, whose CPU time does not grow
     when the machine is busy; the caller's setting is restored afterwards).
 

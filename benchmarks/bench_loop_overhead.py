@@ -1,0 +1,89 @@
+"""What the training loop costs on a CPU: steps per CPU-second of a family's bare training step
+against the same family trained through `trilemma.training.train`.
+
+    python benchmarks/bench_loop_overhead.py [--data mnist] [--seconds 20] [--families vae,gan,diffusion]
+
+Both run single-threaded in this process, as `compare` trains. The bare step repeats
+`family.training_step` on one fixed batch (no data order, EMA, budget clock, divergence check,
+checkpoint or progress). Through the loop, a run of as many steps as the bare step did in
+`--seconds` is timed twice: by the loop's own clock (its steps only) and by the process's CPU
+time around the whole `train()` call (start-up, the step-0 and final checkpoints included). The
+bare step is measured before and after the loop and averaged, so that a host that changes speed
+in between shows as a spread. Target (issue 22): through the loop ≥ 95% of the bare rate.
+Run it on a quiet machine; the figures go to benchmarks/results/loop-overhead.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import matmul_peak_gflops, record
+
+from trilemma.data import load_data
+from trilemma.families import DataShape, build_family
+from trilemma.training import Budget, train
+
+
+def bare_rate(name: str, data, seconds: float) -> float:
+    """Steps per CPU-second of the bare training step on one fixed batch."""
+    torch.manual_seed(0)
+    family = build_family(name, DataShape(data.kind, data.sample_shape))
+    family.train()
+    optimizers = family.build_optimizers()
+    batch = data.normalizer.to_model(data.x_train[: family.config.optim.batch_size])
+    if data.kind == "image":
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    for _ in range(3):
+        family.training_step(batch, None, optimizers)
+    steps, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
+        family.training_step(batch, None, optimizers)
+        steps += 1
+    return steps / (time.process_time() - start)
+
+
+def loop_rates(name: str, data, steps: int) -> tuple[float, float]:
+    """Steps per CPU-second through `train`: by the loop's clock, and around the whole call."""
+    with tempfile.TemporaryDirectory() as work:
+        start = time.process_time()
+        result = train(name, data, Path(work) / name, budget=Budget(steps=steps), progress=False, threads=1)
+        whole = time.process_time() - start
+    return result.steps / result.seconds, result.steps / whole
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="mnist")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--families", default="vae,gan,diffusion")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    data = load_data(args.data)
+    peak = matmul_peak_gflops(torch.device("cpu"))
+    print(f"one thread; float32 matmul peak {peak:.1f} GFLOP/s; {args.data}, {args.seconds:g} CPU-s per timing")
+    rows = []
+    for name in args.families.split(","):
+        before = bare_rate(name, data, args.seconds)
+        by_clock, whole = loop_rates(name, data, max(10, round(before * args.seconds)))
+        after = bare_rate(name, data, args.seconds)
+        bare = (before + after) / 2
+        row = {"family": name, "bare_steps_per_cpu_s": [before, after], "loop_steps_per_cpu_s": by_clock,
+               "whole_call_steps_per_cpu_s": whole, "loop_fraction": by_clock / bare,
+               "whole_call_fraction": whole / bare}
+        rows.append(row)
+        print(f"{name:>9}: bare {before:6.2f} / {after:6.2f} steps per CPU-s; through the loop {by_clock:6.2f} "
+              f"({100 * row['loop_fraction']:5.1f}%), the whole call {whole:6.2f} ({100 * row['whole_call_fraction']:5.1f}%)")
+    path = record("loop-overhead", {"data": args.data, "seconds": args.seconds, "matmul_peak_gflops": peak,
+                                    "rows": rows})
+    print(f"recorded in {path}")
+
+
+if __name__ == "__main__":
+    main()
