@@ -24,29 +24,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import matmul_peak_gflops, record
+from common import bare_training_step, matmul_peak_gflops, record, repeat_for
 
 from trilemma.data import load_data
-from trilemma.families import DataShape, build_family
 from trilemma.training import Budget, train
 
 
 def bare_rate(name: str, data, seconds: float) -> float:
     """Steps per CPU-second of the bare training step on one fixed batch."""
-    torch.manual_seed(0)
-    family = build_family(name, DataShape(data.kind, data.sample_shape))
-    family.train()
-    optimizers = family.build_optimizers()
-    batch = data.normalizer.to_model(data.x_train[: family.config.optim.batch_size])
-    if data.kind == "image":
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    for _ in range(3):
-        family.training_step(batch, None, optimizers)
-    steps, start = 0, time.process_time()
-    while time.process_time() - start < seconds:
-        family.training_step(batch, None, optimizers)
-        steps += 1
-    return steps / (time.process_time() - start)
+    _, _, step = bare_training_step(name, data, torch.device("cpu"))
+    steps, seconds_taken = repeat_for(seconds, step, clock=time.process_time)
+    return steps / seconds_taken
 
 
 def loop_rates(name: str, data, steps: int) -> tuple[float, float]:

@@ -9,38 +9,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import matmul_peak_gflops, record
+from common import bare_training_step, matmul_peak_gflops, record, repeat_for
 
 from trilemma.data import load_data
-from trilemma.device import memory_format, resolve_device
-from trilemma.families import DataShape, build_family
+from trilemma.device import resolve_device
 from trilemma.metrics.speed import training_step_flops
 
 
 def measure(name: str, data, device: torch.device, seconds: float) -> dict:
-    torch.manual_seed(0)
-    family = build_family(name, DataShape(data.kind, data.sample_shape))
-    layout = memory_format(data.kind)  # as the training loop runs it
-    family.to(device, memory_format=layout).train()
-    optimizers = family.build_optimizers()
-    batch_size = min(family.config.optim.batch_size, len(data.x_train))
-    x = data.normalizer.to_model(data.x_train[:batch_size]).to(device).contiguous(memory_format=layout)
+    family, x, step = bare_training_step(name, data, device)
+    batch_size = len(x)
     flops_per_step = training_step_flops(family, x)
-    for _ in range(3):
-        family.training_step(x, None, optimizers)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        family.training_step(x, None, optimizers)
-        steps += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - start
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    steps, elapsed = repeat_for(seconds, step, finish=sync)
     return {
         "family": name,
         "data": data.name,

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import platform
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from trilemma.device import memory_format
+from trilemma.families import DataShape, Family, build_family
 from trilemma.metrics.speed import matmul_peak_gflops
 
-__all__ = ["RESULTS", "machine", "matmul_peak_gflops", "record"]
+__all__ = ["RESULTS", "bare_training_step", "machine", "matmul_peak_gflops", "record", "repeat_for"]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -33,3 +37,34 @@ def record(name: str, payload: dict) -> Path:
     with open(path, "a") as f:
         f.write(json.dumps(line) + "\n")
     return path
+
+
+def bare_training_step(name: str, data, device: torch.device) -> tuple[Family, torch.Tensor, Callable[[], None]]:
+    """The family's default model, one fixed batch laid out as the training loop lays it out,
+    and a function that runs one training step on it (three are run first, to warm up)."""
+    torch.manual_seed(0)
+    family = build_family(name, DataShape(data.kind, data.sample_shape))
+    layout = memory_format(data.kind)
+    family.to(device, memory_format=layout).train()
+    optimizers = family.build_optimizers()
+    batch_size = min(family.config.optim.batch_size, len(data.x_train))
+    x = data.normalizer.to_model(data.x_train[:batch_size]).to(device).contiguous(memory_format=layout)
+
+    def step() -> None:
+        family.training_step(x, None, optimizers)
+
+    for _ in range(3):
+        step()
+    return family, x, step
+
+
+def repeat_for(seconds: float, step: Callable[[], None], clock: Callable[[], float] = time.perf_counter,
+               finish: Callable[[], None] = lambda: None) -> tuple[int, float]:
+    """Calls `step` until `seconds` of `clock` have passed, then `finish` (a device sync);
+    returns the calls and the seconds they took on that clock."""
+    steps, start = 0, clock()
+    while clock() - start < seconds:
+        step()
+        steps += 1
+    finish()
+    return steps, clock() - start
