@@ -121,6 +121,20 @@ def test_missing_half_the_classes_lowers_recall_coverage_and_classes(mnist, extr
     assert half["metrics"]["class_kl_to_real"] > 0.5
     # Fidelity is untouched: every sample is still a real digit.
     assert half["metrics"]["precision"] > 0.6
+    # Fewer kinds of digit: fewer effectively distinct samples; and within a class that is
+    # still there, as diverse as before.
+    assert half["metrics"]["vendi"] < 0.8 * full["metrics"]["vendi"]  # measured 6.3 against 8.7
+    assert half["details"]["vendi_per_class"][3] == pytest.approx(full["details"]["vendi_per_class"][3], rel=0.2)
+    assert set(half["details"]["vendi_per_class"]) <= {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+
+
+def test_copies_of_a_few_images_have_a_vendi_score_of_that_few(mnist, extractor, cache, real_images):
+    images, _ = real_images
+    copies = evaluate(np.repeat(images[:3], 100, axis=0), mnist, extractor=extractor, cache=cache,
+                      provenance={})
+    real = evaluate(images[:300], mnist, extractor=extractor, cache=cache, provenance={})
+    assert 1 < copies["metrics"]["vendi"] <= 3 + 1e-6
+    assert real["metrics"]["vendi"] > 3 and real["metrics"]["vendi_real"] > 3
 
 
 def test_provenance_records_how_every_number_was_made(mnist, extractor, cache, three_sets,

@@ -34,6 +34,7 @@ from trilemma.metrics.kernel import kid
 from trilemma.metrics.memorisation import memorisation
 from trilemma.metrics.prdc import prdc
 from trilemma.metrics.sharpness import sharpness_against_real
+from trilemma.metrics.vendi import vendi_score
 
 # A class counts as covered when it holds at least this share of what a uniform spread would
 # give it: a 98%-accurate classifier scatters ~2% of the samples over other classes, and at
@@ -51,10 +52,11 @@ def evaluate_images(fake: torch.Tensor, fake_y: torch.Tensor | None, dataset: Da
     name = frechet_name(extractor)
     metrics, floor = _distances(real, fake_features, dataset, extractor, cache, name, seed)
     details: dict[str, Any] = {}
+    metrics.update(vendi=_vendi(fake_features), vendi_real=_vendi(real.features))
     min_count = None
     if isinstance(extractor, DomainClassifierExtractor):
         min_count = max(1, math.ceil(CLASS_COVERAGE_SHARE * m / extractor.num_classes))
-        metrics.update(_classes(extractor, real, fake, fake_y, min_count, details))
+        metrics.update(_classes(extractor, real, fake, fake_features, fake_y, min_count, details))
     if fake_y is not None and dataset.y_heldout is not None and dataset.num_classes:
         metrics.update(_classification_accuracy(dataset, fake, fake_y, seed))
     sharpness = sharpness_against_real(real.x, fake)
@@ -117,7 +119,7 @@ def _distances(real: Reference, fake_features: np.ndarray, dataset: Dataset,
 
 
 def _classes(extractor: DomainClassifierExtractor, real: Reference, fake: torch.Tensor,
-             fake_y: torch.Tensor | None, min_count: int,
+             fake_features: np.ndarray, fake_y: torch.Tensor | None, min_count: int,
              details: dict[str, Any]) -> dict[str, Any]:
     """What the domain classifier sees: classes covered, KL to the real class histogram, the
     classifier score, and whether a conditional model made the classes it was asked for."""
@@ -136,11 +138,22 @@ def _classes(extractor: DomainClassifierExtractor, real: Reference, fake: torch.
         "confident_fraction_real": confident_fraction(real_p),
     }
     details["class_histogram"] = histogram["histogram"]
+    # Diversity within each class (by the class asked for, else the classifier's reading).
+    predicted = fake_p.argmax(axis=1) if fake_y is None else fake_y.numpy()
+    details["vendi_per_class"] = {c: v for c in range(classes)
+                                  if (v := _vendi(fake_features[predicted == c])) is not None}
     details["real_class_histogram"] = class_histogram(real_labels, classes)["histogram"]
     if fake_y is not None:
         # A conditional model is asked for a class; the classifier says whether it got one.
         metrics["label_agreement"] = float((fake_p.argmax(axis=1) == fake_y.numpy()).mean())
     return metrics
+
+
+def _vendi(features: np.ndarray) -> float | None:
+    """The Vendi score of the feature rows that have a direction (an all-zero row, which a
+    ReLU feature layer can give a blank image, has no cosine similarity); None under 2 rows."""
+    rows = features[np.linalg.norm(features, axis=1) > 0]
+    return vendi_score(rows) if len(rows) >= 2 else None
 
 
 def _classification_accuracy(dataset: Dataset, fake: torch.Tensor, fake_y: torch.Tensor,
