@@ -17,6 +17,11 @@ RUNS = {
     "cvae": ("vae", "digits", 100, True, {"batch_size": 32}),
     "vae-tiny": ("vae", "digits", 5, False, {"base_width": 8, "batch_size": 32}),
     "diffusion-ring8": ("diffusion", "ring8", 20, False, {}),
+    # The hybrids, trained just enough to have capabilities worth calling.
+    "flow": ("flow", "digits", 100, False, {"channels": [8, 16], "batch_size": 32}),
+    "ddgan": ("ddgan", "digits", 40, False, {"channels": [8, 16], "discriminator_width": 8, "batch_size": 32}),
+    "latent-diffusion": ("latent-diffusion", "digits", 100, False,
+                         {"base_width": 8, "prior_width": 32, "batch_size": 32}),
 }
 
 

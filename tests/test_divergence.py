@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from small import SMALL as SMALL_SETTINGS
 from trilemma.checkpoints import latest_checkpoint, load_checkpoint
 from trilemma.data import load_data
 from trilemma.errors import TrainingDiverged
@@ -19,8 +20,7 @@ from trilemma.training.divergence import (
     DivergenceGuard,
 )
 
-SMALL = {"vae": {"base_width": 8, "batch_size": 32}, "gan": {"base_width": 8, "batch_size": 32},
-         "diffusion": {"channels": (8, 16), "batch_size": 32}}
+SMALL = {name: {**settings, "batch_size": 32} for name, settings in SMALL_SETTINGS.items()}
 STEPS, EVERY, FAULT = 12, 4, 7  # the NaN at step 7 goes back to the checkpoint of step 4
 
 

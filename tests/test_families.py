@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from small import SMALL, few_steps
 from trilemma.errors import UnsupportedRequest
 from trilemma.families import DataShape, build_family, family_names
 
@@ -19,14 +20,15 @@ def _batch(shape, n=16):
 @pytest.mark.parametrize("data", [IMAGE, POINTS], ids=["image", "points"])
 def test_training_step_and_sample_shapes(name, data):
     torch.manual_seed(0)
-    family = build_family(name, data, **({"channels": (8, 16)} if name == "diffusion" else {}))
+    family = build_family(name, data, **SMALL.get(name, {}))
     optimizers = family.build_optimizers()
     x = _batch(data.sample_shape)
     losses = family.training_step(x, None, optimizers)
     assert losses and all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
-    out = family.sample(5, torch.Generator().manual_seed(0), **({"steps": 3} if name == "diffusion" else {}))
+    options, nfe = few_steps(name)
+    out = family.sample(5, torch.Generator().manual_seed(0), **options)
     assert out.x.shape == (5, *data.sample_shape) and torch.isfinite(out.x).all()
-    assert out.labels is None and out.nfe == (3 if name == "diffusion" else 1)
+    assert out.labels is None and out.nfe == nfe
 
 
 @pytest.mark.parametrize("name", family_names())
@@ -152,7 +154,7 @@ def test_conditional_models_take_labels_and_reject_bad_ones():
         family = build_family(name, data)
         family.training_step(torch.randn(8, 2), torch.arange(8) % 3, family.build_optimizers())
         out = family.sample(4, torch.Generator().manual_seed(0), labels=torch.tensor([0, 1, 2, 2]),
-                            **({"steps": 2} if name == "diffusion" else {}))
+                            **few_steps(name)[0])
         assert out.labels.tolist() == [0, 1, 2, 2]
         with pytest.raises(UnsupportedRequest, match="out of range"):
             family.sample(1, torch.Generator(), labels=torch.tensor([3]))

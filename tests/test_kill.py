@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from killing import Watched, cli_env
+from small import SMALL
 from trilemma.checkpoints import (
     PAUSE_VARIABLE,
     latest_checkpoint,
@@ -25,9 +26,10 @@ from trilemma.training import Budget, train
 FILES = ["ema.safetensors", "model.safetensors", "state.json", "state.safetensors"]
 STAGES = ("writing", "written", "renamed", "pointed")  # the pause hook's, in checkpoints.py
 STEPS, EVERY, SEED = 200, 5, 3
-SETS = {"vae": ["--set", "base_width=8"], "gan": ["--set", "base_width=8"],
-        "diffusion": ["--set", "channels=8,16"]}
-OVERRIDES = {"vae": {"base_width": 8}, "gan": {"base_width": 8}, "diffusion": {"channels": (8, 16)}}
+SETS = {name: [arg for key, value in settings.items()
+              for arg in ("--set", f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}")]
+        for name, settings in SMALL.items()}
+OVERRIDES = SMALL
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from small import SMALL as SMALL_SETTINGS
 from trilemma.checkpoints import flatten_state, latest_checkpoint, load_checkpoint, unflatten_state
 from trilemma.data import load_data
 from trilemma.errors import RunError, TrainingDiverged
@@ -15,7 +16,7 @@ from trilemma.families import family_names
 from trilemma.sampling import generate, load_run
 from trilemma.training import Budget, learning_rate_scale, train
 
-SMALL = {"vae": {}, "gan": {}, "diffusion": {"channels": (8, 16)}}
+SMALL = {**SMALL_SETTINGS, "vae": {}, "gan": {}}
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,7 @@ def test_changed_budget_is_refused_on_resume(small_comparison, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--families", "vae,flow"], "unknown family flow"),
+    (["--families", "vae,nosuch"], "unknown family nosuch"),
     (["--priorities", "beauty=2"], "not CRITERION=WEIGHT"),
     (["--priorities", "speed=-1"], "must be a finite number"),
     (["--data", "no/such/folder"], "no/such/folder"),

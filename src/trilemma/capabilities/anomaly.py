@@ -7,7 +7,9 @@ The statistics follow what the model can do (its capability protocols), never it
   KL divergence from the prior and its entropy beside it;
 - `Denoiser` (diffusion): the denoising error, ‖ε − ε̂(x_t, t)‖² averaged over a fixed set of
   noise levels, the Monte-Carlo form of Ho et al.'s L_simple, a reweighted variational bound;
-- `Critic` (GAN): the negative discriminator logit on the un-augmented image.
+- `Critic` (GAN): the negative discriminator logit on the un-augmented image;
+- `LatentModel` (latent diffusion): the autoencoder's reconstruction error and the latent
+  model's denoising error on the image's latent.
 
 A likelihood is a poor anomaly score on its own: simple images (a thin "1", a blank page)
 are more likely under a model of digits than the digits it was trained on (Nalisnick et al.
@@ -38,7 +40,7 @@ import torch
 
 from trilemma.capabilities._common import family_device
 from trilemma.errors import UnsupportedRequest
-from trilemma.families.capabilities import Critic, Denoiser, Likelihood
+from trilemma.families.capabilities import Critic, Denoiser, LatentModel, Likelihood
 from trilemma.metrics.likelihood import importance_log_weights
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -52,6 +54,9 @@ def score_method(family: Any, typicality: bool = True) -> str:
     if isinstance(family, Denoiser):
         statistic = "denoising error averaged over timesteps"
         return f"typicality of the {statistic}" if typicality else statistic
+    if isinstance(family, LatentModel):
+        statistic = "reconstruction error and latent denoising error"
+        return f"typicality of the {statistic}" if typicality else "latent denoising error"
     if isinstance(family, Critic):
         return "negative discriminator logit"
     raise UnsupportedRequest(f"a {getattr(family, 'name', type(family).__name__)} model has no "
@@ -129,6 +134,25 @@ def denoiser_scores(family: Any, x_model: torch.Tensor, *, timesteps: int = 10, 
 
 
 @torch.no_grad()
+def latent_scores(family: Any, x_model: torch.Tensor, *, timesteps: int = 10, batch_size: int = 128,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+    """``reconstruction_error``: mean squared error of the decoded latent mean (on intensities in
+    [0, 1] for images), and ``denoising_error``: `denoiser_scores` of the latent model on the
+    standardised latent means."""
+    device = family_device(family)
+    latents, errors = [], []
+    for part in _batches(len(x_model), batch_size):
+        x = x_model[part].to(device)
+        mean, _ = family.encode(x)
+        scale = 0.5 if family.config.data.is_image else 1.0  # [-1, 1] → [0, 1]
+        errors.append(((family.decode(mean) - x) * scale).square().flatten(1).mean(1).double().cpu())
+        latents.append(family.to_prior(mean).cpu())
+    latent = denoiser_scores(family.latent_denoiser, torch.cat(latents), timesteps=timesteps,
+                             batch_size=batch_size, seed=seed)
+    return {"reconstruction_error": torch.cat(errors).numpy(), **latent}
+
+
+@torch.no_grad()
 def critic_scores(family: Any, x_model: torch.Tensor, *, batch_size: int = 256) -> dict[str, np.ndarray]:
     """``critic_logit``: the discriminator's output on the image as given (no augmentation); for
     a conditional critic the highest over the classes."""
@@ -146,6 +170,8 @@ def _statistics(family: Any, x_model: torch.Tensor, *, seed: int, k: int, timest
                 batch_size: int) -> dict[str, np.ndarray]:
     if isinstance(family, Likelihood):
         return encoder_scores(family, x_model, k=k, batch_size=batch_size, seed=seed)
+    if isinstance(family, LatentModel):
+        return latent_scores(family, x_model, timesteps=timesteps, batch_size=batch_size, seed=seed)
     if isinstance(family, Denoiser):
         return denoiser_scores(family, x_model, timesteps=timesteps, batch_size=batch_size, seed=seed)
     return critic_scores(family, x_model, batch_size=batch_size)
@@ -163,7 +189,8 @@ def _typicality_features(columns: dict[str, np.ndarray]) -> np.ndarray | None:
         return np.stack([columns["nll_nats"], np.log(columns["reconstruction_error"] + 1e-12),
                          columns["kl_nats"], columns["posterior_entropy_nats"]], axis=1)
     if "denoising_error" in columns:
-        return np.log(columns["denoising_error"] + 1e-12)[:, None]
+        errors = [columns[k] for k in ("reconstruction_error", "denoising_error") if k in columns]
+        return np.log(np.stack(errors, axis=1) + 1e-12)
     return None
 
 

@@ -24,6 +24,9 @@ def add_compare_parser(commands: Any) -> None:
     budget.add_argument("--steps", type=positive_int, help="training steps per family and seed instead")
     p.add_argument("--families", help="comma list, or all (default: the classic three, "
                    "vae,gan,diffusion)")
+    p.add_argument("--hybrids", action="store_true",
+                   help="add the hybrids (flow matching, the denoising-diffusion GAN, latent diffusion) "
+                   "to the families compared")
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="train each family this many times; the spread is the stability figure")
     p.add_argument("--priorities", help="weights of fidelity, diversity, speed, stability, e.g. "
@@ -52,11 +55,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from trilemma.data import load_data
     from trilemma.device import resolve_device
+    from trilemma.families import hybrid_families
 
     priorities = parse_priorities(args.priorities) if args.priorities else None
     dataset = load_data(args.data)  # a bad spec fails here, before anything is created
     settings = preset(dataset.kind, resolve_device(args.device).type)
     families = parse_families(args.families, dataset.kind) if args.families else settings.families
+    if args.hybrids:
+        families = parse_families(",".join(dict.fromkeys(families + hybrid_families(dataset.kind))))
     changes: dict[str, Any] = {"data": args.data, "families": families,
                                "seeds": args.seeds, "device": args.device, "precision": args.precision,
                                "conditional": args.conditional, "capabilities": args.capabilities}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
+from trilemma.compare.hybrid_claims import RULES as HYBRID_RULES
 from trilemma.families import registered
 
 SHARP = 0.7  # relative sharpness (Laplacian variance / real's) from which samples count as sharp
@@ -283,4 +284,5 @@ RULES: dict[str, Callable[[str, dict[str, Any]], Verdict]] = {
     "sharp": _sharp, "collapse": _collapse, "unstable": _unstable,
     "stable": _stable, "diverse": _diverse, "blurry": _blurry,
     "sharp_and_diverse": _sharp_and_diverse, "slow": _slow, "costly": _costly,
+    **HYBRID_RULES,
 }

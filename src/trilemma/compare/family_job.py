@@ -182,6 +182,7 @@ class FamilyJob:
         provenance = {"seed": self.seed, "nfe": samples.nfe, "step": run.step,
                       **family.sampling_provenance(), "run": str(self.run_dir)}
         result = self._score(samples.x, provenance, samples.y)
+        reconstruction = self._reconstruction_floor(run)
         if distributed.is_main():
             arrays = {"x": samples.x} if samples.y is None else {"x": samples.x, "y": samples.y}
             write_npz(self.run_dir / "samples.npz", arrays, provenance)
@@ -202,11 +203,30 @@ class FamilyJob:
                 steps=s.nfe_steps, n=s.n_nfe, seed=self.seed, extractor=self.extractor,
                 cache=self.cache, clock=self.unit)
         record = self._record(run, result, samples, self._best_rate(run, samples), cost, curve, nfe_curve)
+        if reconstruction is not None:
+            record["reconstruction"] = reconstruction
         if distributed.is_main():
             write_json_atomic(self.evaluation_path, record)
         distributed.barrier()  # every rank sees this family finished before the next starts
         self.write_progress("done")
         return record
+
+    @torch.no_grad()
+    def _reconstruction_floor(self, run: Any) -> dict[str, Any] | None:
+        """For a model of an autoencoder's latents (latent diffusion): the FD of its
+        reconstructions of held-out data, scored like samples. Its samples cannot be closer to
+        the data than what its decoder can express, so this is the floor on its fidelity."""
+        from trilemma.families.capabilities import LatentModel
+
+        family = run.family
+        if not isinstance(family, LatentModel):
+            return None
+        real = self.dataset.x_heldout[: self.settings.n_samples]
+        parts = [family.decode(family.encode(run.normalizer.to_model(real[i:i + 500]).to(family.device))[0])
+                 for i in range(0, len(real), 500)]
+        x = run.normalizer.from_model(torch.cat(parts))
+        result = self._score(x, {"seed": self.seed, "reconstructions_of": "heldout"})
+        return {"fid": result["metrics"]["fid"], "n": len(real)}
 
     def _best_rate(self, run: Any, samples: Any) -> float:
         """Samples per second of the budget's clock, the best of up to three draws of the same

@@ -103,12 +103,14 @@ def _by_sampler(rows: list[dict[str, Any]] | None) -> dict[str, list[dict[str, A
     return {k: sorted(v, key=lambda r: r["nfe"]) for k, v in grouped.items()}
 
 
-def fid_against_nfe(results: dict[str, Any]) -> bytes | None:
-    rows_of = {n: e["nfe_curve"] for n, e in results["families"].items() if e.get("nfe_curve")}
+def fid_against_nfe(results: dict[str, Any], only: tuple[str, ...] | None = None) -> bytes | None:
+    """FD against network evaluations for every iterative family (or those in `only`)."""
+    rows_of = {n: e["nfe_curve"] for n, e in results["families"].items()
+               if e.get("nfe_curve") and (only is None or n in only)}
     if not rows_of:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    styles = {"ddpm": ":", "ddim": "--", "dpm-solver++": "-"}
+    styles = {"ddpm": ":", "ddim": "--", "dpm-solver++": "-", "euler": "--", "heun": "-"}
     fid_name = "FD"
     for name, rows in rows_of.items():
         fid_name = results["families"][name].get("fid_name") or fid_name
@@ -117,6 +119,31 @@ def fid_against_nfe(results: dict[str, Any]) -> bytes | None:
                     marker="o", color=_colour(name), label=f"{name}, {sampler}")
     ax.set(xscale="log", xlabel="network evaluations per sample (NFE, log)",
            ylabel=f"{fid_name} (lower is better)", title="Quality against sampling steps")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def beyond_trilemma(results: dict[str, Any]) -> bytes:
+    """Every family on the three axes at once: sampling speed (x), FD (y, fidelity) and recall
+    (the marker's size and label, diversity); hybrids as stars, the classic families as circles."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    fid_name = "FD"
+    for name, entry in results["families"].items():
+        fid_name = entry.get("fid_name") or fid_name
+        cls = registered().get(name)
+        hybrid = bool(cls is not None and cls.hybrid)
+        recall = entry.get("recall")
+        size = 60 + 340 * (recall if recall is not None else 0.3)
+        ax.scatter([entry["samples_per_s"]], [entry["fid"]], s=size, marker="*" if hybrid else "o",
+                   color=_colour(name), edgecolor="black", zorder=3,
+                   label=f"{name}{' (hybrid)' if hybrid else ''}")
+        text = f"{name}, recall {recall:.2f}" if recall is not None else name
+        ax.annotate(text, (entry["samples_per_s"], entry["fid"]), fontsize=8, textcoords="offset points",
+                    xytext=(9, 5))
+    ax.set(xscale="log", yscale="log", xlabel="samples per second (log; right is faster)",
+           ylabel=f"{fid_name} (log; lower is better)",
+           title="Fidelity, diversity (marker size) and speed of every family")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _png(fig)

@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from trilemma.compare import figures, machine_section
+from trilemma.compare import figures, hybrids_section, machine_section
 from trilemma.io import write_text
 from trilemma.metrics.catalogue import BY_KEY, RESULT_METRICS, TABLES, Metric
 
@@ -216,7 +216,8 @@ def render_report(results: dict[str, Any]) -> str:
     if nfe_png is not None:
         parts += ["<h2>Iterative samplers: quality against network evaluations</h2>",
                   _img(nfe_png, "FD against NFE"), _nfe_table(results)]
-    parts += ["<h2>The folklore, checked</h2>", _claims(results), _capabilities(results),
+    parts += [hybrids_section.render(results, _img, VERDICT_COLOURS),
+              "<h2>The folklore, checked</h2>", _claims(results), _capabilities(results),
               machine_section.render(results), "<h2>Provenance</h2>", _provenance(results)]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")

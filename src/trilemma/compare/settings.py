@@ -12,6 +12,12 @@ from trilemma.families import default_comparison, family_class, family_names
 DEFAULT_PRIORITIES = {"fidelity": 1.0, "diversity": 1.0, "speed": 0.5, "stability": 0.5}
 
 
+# Step counts of the FD-against-NFE curves, per sampler of any family (a Heun step costs two
+# evaluations, so every sampler is measured at 5 or 6, 10, 20 and 50).
+NFE_STEPS = {"ddim": (5, 10, 20, 50), "dpm-solver++": (5, 10, 20, 50), "euler": (5, 10, 20, 50),
+             "heun": (3, 5, 10, 25)}
+
+
 @dataclass
 class CompareSettings:
     """Everything that decides what a comparison trains and how it is measured.
@@ -36,7 +42,7 @@ class CompareSettings:
     n_curve: int = 400
     n_nfe: int = 200
     nfe_steps: dict[str, tuple[int, ...]] = field(
-        default_factory=lambda: {"ddim": (5, 10, 20, 50), "dpm-solver++": (5, 10, 20, 50)})
+        default_factory=lambda: dict(NFE_STEPS))
     device: str = "auto"
     precision: str = "auto"
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -80,12 +86,11 @@ def preset(kind: str, device_type: str) -> CompareSettings:
     if kind == "points":
         return CompareSettings(families=families, seconds=45.0, n_samples=2500, n_curve=1000,
                                n_nfe=500,
-                               nfe_steps={"ddim": (5, 10, 20, 50), "dpm-solver++": (5, 10, 20, 50)})
+                               nfe_steps=dict(NFE_STEPS))
     if device_type == "cuda":
         return CompareSettings(
             families=families, seconds=300.0, n_samples=5000, n_curve=1000, n_nfe=1000,
-            nfe_steps={"ddpm": (100, 250, 1000), "ddim": (5, 10, 20, 50),
-                       "dpm-solver++": (5, 10, 20, 50)},
+            nfe_steps={"ddpm": (100, 250, 1000), **NFE_STEPS},
             overrides={name: dict(family_class(name).gpu_settings) for name in family_names()
                        if family_class(name).gpu_settings},
         )

@@ -1,7 +1,7 @@
 """The families behind one protocol (`Family` in base.py), listed by one registry (registry.py).
 
 Importing this package registers the built-in families, in the order every listing shows them:
-the classic trilemma, VAE, GAN and diffusion.
+the classic trilemma, VAE, GAN and diffusion, then the hybrids.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from trilemma.families.registry import (
     default_comparison,
     family_class,
     family_names,
+    hybrid_families,
     register,
     registered,
     unregister,
@@ -21,17 +22,26 @@ from trilemma.families.registry import (
 from trilemma.families.vae import VAE, VAEConfig
 from trilemma.families.gan import GAN, GANConfig
 from trilemma.families.diffusion import Diffusion, DiffusionConfig
+from trilemma.families.flow import Flow, FlowConfig
+from trilemma.families.ddgan import DDGAN, DDGANConfig
+from trilemma.families.latent_diffusion import LatentDiffusion, LatentDiffusionConfig
 # isort: on
 
 __all__ = [
+    "DDGAN",
     "GAN",
     "VAE",
+    "DDGANConfig",
     "DataShape",
     "Diffusion",
     "DiffusionConfig",
     "Family",
     "FamilyConfig",
+    "Flow",
+    "FlowConfig",
     "GANConfig",
+    "LatentDiffusion",
+    "LatentDiffusionConfig",
     "OptimConfig",
     "SampleOutput",
     "VAEConfig",
@@ -39,6 +49,7 @@ __all__ = [
     "default_comparison",
     "family_class",
     "family_names",
+    "hybrid_families",
     "register",
     "registered",
     "unregister",

@@ -107,6 +107,7 @@ class Family(nn.Module, ABC):
     # `trilemma.compare.claims.RULES`.
     folklore: ClassVar[dict[str, str]] = {}
     in_default_comparison: ClassVar[bool] = False  # trained by `trilemma compare` unless --families
+    hybrid: ClassVar[bool] = False  # a hybrid of the classic three: `compare --hybrids` adds it
     # Settings the comparison's GPU preset changes (wider networks, larger batches).
     gpu_settings: ClassVar[dict[str, Any]] = {}
 
@@ -221,6 +222,9 @@ class Family(nn.Module, ABC):
         return labels.to(self.device)
 
     grad_scaler: torch.amp.GradScaler | None = None  # set by the training loop for fp16
+    # The share of the training budget spent, in [0, 1], set by the training loop before each
+    # step (a family trained in stages switches on it; on a step budget it is step / steps).
+    training_progress: float = 0.0
 
     def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """Backward, gradient-norm clipping (when configured), update; loss-scaled under fp16."""

@@ -79,6 +79,19 @@ class Denoiser(Protocol):
         ...
 
 
+@runtime_checkable
+class LatentModel(Encoder, Protocol):
+    """An `Encoder` whose latents are modelled by a `Denoiser` (latent diffusion):
+    ``latent_denoiser`` denoises ``to_prior(z)``, the encoder's latents standardised as that model
+    saw them in training. The anomaly score reads both: how well the autoencoder reconstructs an
+    image, and how typical its latent is to the latent model."""
+
+    latent_denoiser: Denoiser
+
+    def to_prior(self, z: torch.Tensor) -> torch.Tensor:
+        ...
+
+
 @dataclass(frozen=True)
 class Knob:
     """A sampling option that trades diversity for fidelity, and where it is neutral.

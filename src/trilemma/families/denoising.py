@@ -130,6 +130,36 @@ class VariancePreservingSchedule(NoiseSchedule):
         return int((((1 - a) / a).sqrt() - ratio).abs().argmin())
 
 
+class LinearPathSchedule(NoiseSchedule):
+    """The straight path of flow matching and rectified flow (Lipman et al. 2023; Liu et al.
+    2023): x_t = (1 − t) x0 + t ε on continuous t ∈ [0, 1], α_t = 1 − t, σ_t = t. On it a DDIM
+    step with η = 0 is exactly an Euler step of the flow's ODE dx/dt = ε̂ − x̂0."""
+
+    clean: float = 0.0
+    end: float = 1.0
+    smallest: float = 1e-3  # the least noise `level_at` hands out, so there is always some
+
+    def alpha(self, t: Level) -> float:
+        return 1.0 - float(t)
+
+    def sigma(self, t: Level) -> float:
+        return float(t)
+
+    def grid(self, steps: int, end: Level | None = None) -> list[float]:
+        """[0, end/S, 2 end/S, …, end]: evenly spaced in t."""
+        if steps < 1:
+            raise UnsupportedRequest(f"steps must be at least 1, not {steps}")
+        end = self.end if end is None else float(end)
+        return [end * k / steps for k in range(steps + 1)]
+
+    def level_at(self, fraction: float) -> float:
+        return min(self.end, max(self.smallest, float(fraction)))
+
+    def level_for_ratio(self, ratio: float) -> float:
+        """σ/α = t/(1 − t) = r at t = r/(1 + r)."""
+        return max(0.0, float(ratio)) / (1.0 + max(0.0, float(ratio)))
+
+
 def ddim_step(
     schedule: NoiseSchedule, denoised: Denoised, t: Level, s: Level, eta: float = 0.0,
     generator: torch.Generator | None = None,

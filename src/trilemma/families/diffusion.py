@@ -18,12 +18,18 @@ from torch import nn
 
 from trilemma.distributed import per_sample, randn_like
 from trilemma.errors import UnsupportedRequest
-from trilemma.families.base import DataShape, Family, FamilyConfig, OptimConfig, SampleOutput, randn
+from trilemma.families.base import DataShape, Family, SampleOutput, randn
 from trilemma.families.capabilities import Knob
+from trilemma.families.denoiser_nets import (
+    GuidedConfig,
+    build_denoiser_network,
+    default_network_settings,
+    drop_labels,
+    guidance_knob,
+    guided_output,
+)
 from trilemma.families.denoising import Denoised, Level, VariancePreservingSchedule
 from trilemma.families.registry import register
-from trilemma.nets.mlp import ResidualMLPDenoiser
-from trilemma.nets.unet import UNet, UNetConfig
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -31,29 +37,13 @@ PREDICTIONS = {"epsilon": "epsilon", "v": "v_prediction"}
 
 
 @dataclass
-class DiffusionConfig(FamilyConfig):
+class DiffusionConfig(GuidedConfig):
     schedule: str = "cosine"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
     prediction: str = "v"  # "epsilon" or "v" (Salimans & Ho 2022)
     num_train_timesteps: int = 1000
     min_snr_gamma: float = 5.0  # Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off
-    label_dropout: float = 0.1  # conditional models: drop labels to learn p(x) for guidance
-    # U-Net widths per resolution level. On pixels, on the 2-core CPU (3 minutes, mnist), 16/32/64
-    # trained at ~490 images/s against ~220 for 32/64/64 and reached recognisable digits sooner.
-    # Images with even sides >= 16 default to 2x2 blocks and 32/64/128 instead (see defaults()).
-    channels: tuple[int, ...] = (16, 32, 64)
-    blocks_per_level: int = 1
-    attention_heads: int = 0  # self-attention heads after the U-Net's middle block (0 = none)
-    patch: int = 1  # U-Net on patch x patch blocks folded into channels (1 = on pixels)
-    mlp_width: int = 256
-    mlp_blocks: int = 3
-    fourier_features: int = 0  # points: random Fourier features of x_t (0 = raw coordinates)
-    fourier_scale: float = 1.0
     sampler: str = "dpm-solver++"
     sampler_steps: int = 20
-    # Classifier-free guidance weight of conditional models (1 = no guidance). Measured on mnist
-    # (conditional, 300 samples, lenet agreement with the requested class): after 1,500 steps
-    # w = 1 gave 0.91 and w = 2 0.997; after 331 steps 0.44 at w = 1, 0.70 at 2, 0.81 at 3.
-    guidance: float = 2.0
 
 
 class Diffusion(Family):
@@ -75,28 +65,11 @@ class Diffusion(Family):
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
-        data = config.data
         if config.schedule not in SCHEDULES:
             raise UnsupportedRequest(f"unknown noise schedule '{config.schedule}' (known: {', '.join(SCHEDULES)})")
         if config.prediction not in PREDICTIONS:
             raise UnsupportedRequest(f"unknown prediction '{config.prediction}' (known: {', '.join(PREDICTIONS)})")
-        if data.is_image:
-            _check_unet_settings(config)
-            self.denoiser: nn.Module = UNet(
-                UNetConfig(
-                    in_channels=data.sample_shape[0],
-                    channels=tuple(config.channels),
-                    blocks_per_level=config.blocks_per_level,
-                    attention_heads=config.attention_heads,
-                    patch=config.patch,
-                    num_classes=data.num_classes,
-                )
-            )
-        else:
-            self.denoiser = ResidualMLPDenoiser(
-                data.sample_shape[0], config.mlp_width, config.mlp_blocks, data.num_classes,
-                config.fourier_features, config.fourier_scale,
-            )
+        self.denoiser = build_denoiser_network(config)
         self.forward_process = self.make_scheduler("ddpm")
         self.noise_schedule = VariancePreservingSchedule.from_scheduler(self.forward_process)
         alphas_cumprod = self.forward_process.alphas_cumprod.float()
@@ -104,23 +77,11 @@ class Diffusion(Family):
 
     @classmethod
     def defaults(cls, data: DataShape) -> DiffusionConfig:
+        optim, network = default_network_settings(data)
         if data.is_image:
-            # Batch 64 beat 128 at equal compute on mnist (FD-lenet 94 vs 115 after ~180 CPU-s).
-            optim = OptimConfig(batch_size=64, lr=2e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
-            config = DiffusionConfig(data=data, optim=optim, sampler_steps=20)
-            if all(side >= 16 and side % 2 == 0 for side in data.sample_shape[1:]):
-                # On 2x2 pixel blocks, 32/64/128 wide (1.5 M parameters) trained faster than the
-                # 16/32/64 U-Net on pixels (0.44 M): 615 against 485 images/s, and after 6 minutes
-                # on mnist FD-lenet 42 against 56, centre inpainting 0.831 against 0.815 (1,000
-                # digits, 3 sampling seeds; a second training seed gave 0.822 with one).
-                config.patch, config.channels = 2, (32, 64, 128)
-        else:
-            # Measured on grid25 at 2,000 steps: raw coordinates reach 40% high-quality samples,
-            # Fourier features 98%; Min-SNR down-weights the low noise levels that decide precision.
-            optim = OptimConfig(batch_size=1024, lr=1e-3, warmup_steps=100, decay="cosine", grad_clip=1.0)
-            config = DiffusionConfig(data=data, optim=optim, sampler_steps=50, min_snr_gamma=0.0,
-                                     fourier_features=64, fourier_scale=1.0)
-        return config
+            return DiffusionConfig(data=data, optim=optim, sampler_steps=20, **network)
+        # Min-SNR down-weights the low noise levels that decide precision on points.
+        return DiffusionConfig(data=data, optim=optim, sampler_steps=50, min_snr_gamma=0.0, **network)
 
     # The maths objects, from diffusers.
     def make_scheduler(self, sampler: str):
@@ -161,9 +122,7 @@ class Diffusion(Family):
             target = self.forward_process.get_velocity(x0, noise, t)
         else:
             target = noise
-        if labels is not None and self.config.label_dropout > 0:
-            drop = per_sample(lambda m: torch.rand(m, device=x0.device), n) < self.config.label_dropout
-            labels = torch.where(drop, torch.full_like(labels, self.config.data.num_classes), labels)
+        labels = drop_labels(labels, self.config)
         prediction = self.net("denoiser")(x_t, t, labels)
         errors = (prediction - target).square().flatten(1).mean(dim=1)
         return (self.loss_weight(t) * errors).mean()
@@ -185,20 +144,12 @@ class Diffusion(Family):
 
     def fidelity_knob(self) -> Knob | None:
         """Classifier-free guidance weight w (w = 1: the plain conditional model); none without labels."""
-        if not self.conditional:
-            return None
-        return Knob("guidance", 1.0, "higher", (0.0, 1.0, 2.0, 3.0, 5.0))
+        return guidance_knob(self.conditional)
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, guidance: float):
         """The denoiser's prediction, with classifier-free guidance for conditional models:
         uncond + w (cond - uncond) (Ho & Salimans 2022); w = 1 is the plain conditional model."""
-        t_batch = t.expand(len(x)).to(x.device)
-        if labels is None or guidance == 1.0:
-            return self.denoiser(x, t_batch, labels), 1
-        null = torch.full_like(labels, self.config.data.num_classes)
-        both = self.denoiser(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null]))
-        conditional, unconditional = both.chunk(2)
-        return unconditional + guidance * (conditional - unconditional), 2
+        return guided_output(self.denoiser, x, t, labels, guidance, self.config.data.num_classes)
 
     def _sampler_and_steps(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
         """The sampler and step count a request means: the config's sampler by default, all
@@ -250,20 +201,6 @@ class Diffusion(Family):
             nfe += evaluations
             x = scheduler.step(output, t, x, generator=generator).prev_sample
         return SampleOutput(x=x, labels=labels, nfe=nfe)
-
-
-def _check_unet_settings(config: DiffusionConfig) -> None:
-    """The U-Net settings that would otherwise fail deep inside torch, refused in one line."""
-    sides = config.data.sample_shape[1:]
-    if not config.channels or any(width < 1 or width % 8 for width in config.channels):
-        raise UnsupportedRequest(f"setting 'channels' needs one or more widths that are multiples of 8 "
-                                 f"(group normalisation), not {list(config.channels)}")
-    if config.patch < 1 or any(side % config.patch for side in sides):
-        raise UnsupportedRequest(f"setting 'patch' must divide the image size {sides[0]}x{sides[1]}, "
-                                 f"not {config.patch}")
-    if config.attention_heads < 0 or (config.attention_heads and config.channels[-1] % config.attention_heads):
-        raise UnsupportedRequest(f"setting 'attention_heads' must divide the last width {config.channels[-1]}, "
-                                 f"not {config.attention_heads}")
 
 
 register(Diffusion)

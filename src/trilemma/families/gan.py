@@ -86,13 +86,7 @@ class GAN(Family):
         return config
 
     def build_optimizers(self):
-        betas = tuple(self.config.betas)
-        return {
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.optim.lr, betas=betas),
-            "discriminator": torch.optim.Adam(
-                self.discriminator.parameters(), lr=self.config.lr_discriminator, betas=betas
-            ),
-        }
+        return adversarial_optimizers(self.generator, self.discriminator, self.config)
 
     def averaged_network(self) -> nn.Module:
         return self.generator
@@ -140,8 +134,7 @@ class GAN(Family):
         d_loss = self.discriminator_loss(real_logits, fake_logits)
         losses = {"d_loss": d_loss.detach()}
         if self.config.r1_gamma > 0:
-            (gradient,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-            r1 = gradient.square().flatten(1).sum(1).mean()
+            r1 = r1_penalty(real_logits, real)
             d_loss = d_loss + 0.5 * self.config.r1_gamma * r1
             losses["r1"] = r1.detach()
         self.optimize(d_loss, d_opt)
@@ -168,6 +161,23 @@ class GAN(Family):
         # Truncation trick: pull z towards the latent mean (0), as w̄ + ψ(w − w̄) with w̄ = 0.
         z = randn((n, self.config.latent_dim), generator, self.device) * truncation
         return SampleOutput(x=self.generate(z, labels), labels=labels, nfe=1)
+
+
+def adversarial_optimizers(generator: nn.Module, discriminator: nn.Module, config) -> dict:
+    """Adam for G at the optimiser's learning rate and for D at `lr_discriminator`, both with the
+    config's `betas`: the two optimisers of a GAN (and of the denoising-diffusion GAN)."""
+    betas = tuple(config.betas)
+    return {
+        "generator": torch.optim.Adam(generator.parameters(), lr=config.optim.lr, betas=betas),
+        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, betas=betas),
+    }
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E ||∇_x D(x)||² on real data (`real` must require grad);
+    differentiable, for D's loss with weight γ/2."""
+    (gradient,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return gradient.square().flatten(1).sum(1).mean()
 
 
 register(GAN)

@@ -67,6 +67,11 @@ def default_comparison(kind: str | None = None) -> tuple[str, ...]:
     return tuple(n for n in family_names(kind) if _FAMILIES[n].in_default_comparison)
 
 
+def hybrid_families(kind: str | None = None) -> tuple[str, ...]:
+    """The hybrids (`Family.hybrid`) that handle `kind`: what `trilemma compare --hybrids` adds."""
+    return tuple(n for n in family_names(kind) if _FAMILIES[n].hybrid)
+
+
 def family_class(name: str) -> type[Family]:
     try:
         return _FAMILIES[name]

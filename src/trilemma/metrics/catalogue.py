@@ -195,6 +195,10 @@ METRICS: tuple[Metric, ...] = (
            "checkpoint, learning rate halved)", "stability", ".0f", "lower", source=_rollbacks),
     Metric("collapse_step", "mode collapse seen during training, from step (– none)", "stability",
            ".0f", source=_collapse_step),
+    # Latent diffusion: its autoencoder's reconstructions of held-out data, scored as samples
+    # (declared last, so that results.csv files keep their older columns in place).
+    Metric("reconstruction_fid", "{fid_name} of the autoencoder's reconstructions (fidelity floor)",
+           "fidelity", better="lower", source=("reconstruction.fid",)),
 )
 
 BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}

@@ -21,14 +21,20 @@ def mlp(d_in: int, d_out: int, width: int = 256, depth: int = 3, spectral: bool 
 
 
 class LabelledMLP(nn.Module):
-    """An MLP whose input is concatenated with a one-hot label when the model is conditional."""
+    """An MLP whose input is concatenated with a one-hot label when the model is conditional, and
+    optionally first lifted by random Fourier features (`FourierFeatures`)."""
 
-    def __init__(self, d_in: int, d_out: int, num_classes: int = 0, **kwargs):
+    def __init__(self, d_in: int, d_out: int, num_classes: int = 0, fourier_features: int = 0,
+                 fourier_scale: float = 1.0, **kwargs):
         super().__init__()
         self.num_classes = num_classes
-        self.net = mlp(d_in + num_classes, d_out, **kwargs)
+        self.fourier = FourierFeatures(d_in, fourier_features, fourier_scale) if fourier_features else None
+        width_in = self.fourier.out_dim if self.fourier is not None else d_in
+        self.net = mlp(width_in + num_classes, d_out, **kwargs)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.fourier is not None:
+            x = self.fourier(x)
         if self.num_classes:
             onehot = torch.zeros(len(x), self.num_classes, device=x.device)
             if labels is not None:
@@ -56,9 +62,9 @@ class ResidualMLPDenoiser(nn.Module):
     """Denoiser for points: residual MLP blocks conditioned on the time-step embedding."""
 
     def __init__(self, dim: int, width: int = 256, blocks: int = 3, num_classes: int = 0,
-                 fourier_features: int = 0, fourier_scale: float = 1.0):
+                 fourier_features: int = 0, fourier_scale: float = 1.0, latent_dim: int = 0):
         super().__init__()
-        self.embed = ConditionEmbedding(width, num_classes)
+        self.embed = ConditionEmbedding(width, num_classes, latent_dim=latent_dim)
         self.fourier = FourierFeatures(dim, fourier_features, fourier_scale) if fourier_features else nn.Identity()
         self.inp = nn.Linear(self.fourier.out_dim if fourier_features else dim, width)
         self.blocks = nn.ModuleList(
@@ -67,8 +73,9 @@ class ResidualMLPDenoiser(nn.Module):
         )
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        embedding = self.embed(t, labels)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                z: torch.Tensor | None = None) -> torch.Tensor:
+        embedding = self.embed(t, labels, z)
         h = self.inp(self.fourier(x))
         for block in self.blocks:
             h = h + block(h + embedding)

@@ -19,6 +19,7 @@ class UNetConfig:
     channels: tuple[int, ...] = (32, 64, 64)  # one level per entry; resolution halves between
     blocks_per_level: int = 1
     embedding_dim: int = 128
+    latent_dim: int = 0  # > 0: forward also takes a latent vector z (see ConditionEmbedding)
     num_classes: int = 0
     groups: int = 8
     attention_heads: int = 0  # self-attention heads in the middle block (0 = none)
@@ -72,7 +73,7 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         c = config.channels
-        self.embed = ConditionEmbedding(config.embedding_dim, config.num_classes)
+        self.embed = ConditionEmbedding(config.embedding_dim, config.num_classes, latent_dim=config.latent_dim)
         folded = config.in_channels * config.patch**2
         self.stem = nn.Conv2d(folded, c[0], 3, padding=1)
         self.down_blocks = nn.ModuleList()
@@ -108,8 +109,9 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        embedding = self.embed(t, labels)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                z: torch.Tensor | None = None) -> torch.Tensor:
+        embedding = self.embed(t, labels, z)
         if self.config.patch > 1:
             x = F.pixel_unshuffle(x, self.config.patch)
         h = self.stem(x)

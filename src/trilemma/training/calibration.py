@@ -39,6 +39,7 @@ from trilemma.training.budget import Budget
 
 BURST_CPU_SECONDS = 1.5  # one timed burst of training steps
 BURSTS = 3  # the best of these is the idle rate (load only ever slows a burst down)
+PROGRESS_POINTS = 10  # budget fractions the timed steps cycle through
 
 
 @dataclass
@@ -115,7 +116,13 @@ def _measure(cls: type, config: Any, dataset: Dataset, precision: str) -> tuple[
         labels = dataset.y_train[:n] if config.data.num_classes else None
         device = torch.device("cpu")
 
+        calls = [0]
+
         def step(i: int) -> None:
+            # Successive steps sweep the budget's progress, so that a family trained in stages
+            # of different cost (latent diffusion) is timed at the mix of stages a run has.
+            family.training_progress = (calls[0] % PROGRESS_POINTS + 0.5) / PROGRESS_POINTS
+            calls[0] += 1
             with autocast(device, precision):
                 family.training_step(x, labels, optimizers)
             ema.update(i)

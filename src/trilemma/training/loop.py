@@ -317,6 +317,7 @@ class TrainingRun:
 
     def _optimise(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """One training step; returns the losses (the global batch's mean under DDP)."""
+        self.family.training_progress = self.budget.progress(self.step, self.elapsed)
         with autocast(self.device, self.precision), distributed.batch_shard(self.rank, self.world):
             losses = self.family.training_step(x, labels, self.optimizers)
         if self.family.grad_scaler is not None:
