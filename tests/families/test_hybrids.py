@@ -126,3 +126,22 @@ def test_hybrid_settings_that_make_no_sense_are_refused_by_name(name, settings, 
 def test_flow_refuses_zero_sampling_steps_at_sampling_time():
     with pytest.raises(UnsupportedRequest, match="at least 1"):
         build_family("flow", POINTS).sample(2, torch.Generator(), steps=0)
+
+
+def test_reflow_draws_its_pairs_once_at_the_switch_and_trains_on_them():
+    torch.manual_seed(0)
+    family = build_family("flow", POINTS, reflow=True, reflow_fraction=0.5, reflow_pairs=64, reflow_steps=2)
+    optimizers = family.build_optimizers()
+    x = torch.randn(32, 2)
+    family.training_progress = 0.2
+    family.training_step(x, None, optimizers)
+    assert not family.reflow_ready and family.reflow_data.abs().sum() == 0
+    family.training_progress = 0.6
+    family.training_step(x, None, optimizers)
+    assert family.reflow_ready
+    pairs = family.reflow_data.clone()
+    family.training_step(x, None, optimizers)
+    assert torch.equal(family.reflow_data, pairs)  # drawn once
+    assert "reflow_data" in family.state_dict()  # so checkpoints hold them
+    with pytest.raises(UnsupportedRequest, match="no first stage"):
+        build_family("flow", POINTS, reflow=True, reflow_fraction=1.0)
