@@ -34,8 +34,8 @@ def test_a_comparison_with_the_hybrids(tmp_path, small_settings):
     stored = json.loads((out / "results.json").read_text())
     families = stored["families"]
     assert list(families) == ["diffusion", "flow", "ddgan", "latent-diffusion"]
-    assert families["ddgan"]["nfe"] == 4 and families["flow"]["nfe"] == 10
-    assert [row["nfe"] for row in families["flow"]["nfe_curve"]] == [2, 4]
+    assert families["ddgan"]["nfe"] == 4 and families["flow"]["nfe"] == 9
+    assert [row["nfe"] for row in families["flow"]["nfe_curve"]] == [1, 3]
     assert families["latent-diffusion"]["reconstruction_fid"] > 0
     assert families["diffusion"].get("reconstruction_fid") is None
     claims = {c["family"]: c for c in stored["claims"]}

@@ -12,8 +12,8 @@ from trilemma.families import default_comparison, family_class, family_names
 DEFAULT_PRIORITIES = {"fidelity": 1.0, "diversity": 1.0, "speed": 0.5, "stability": 0.5}
 
 
-# Step counts of the FD-against-NFE curves, per sampler of any family (a Heun step costs two
-# evaluations, so every sampler is measured at 5 or 6, 10, 20 and 50).
+# Step counts of the FD-against-NFE curves, per sampler of any family (S Heun steps cost 2S − 1
+# evaluations, so every sampler is measured at about 5, 10, 20 and 50).
 NFE_STEPS = {"ddim": (5, 10, 20, 50), "dpm-solver++": (5, 10, 20, 50), "euler": (5, 10, 20, 50),
              "heun": (3, 5, 10, 25)}
 

@@ -46,10 +46,14 @@ class FlowConfig(GuidedConfig):
     # Training times: "logit-normal" (t = sigmoid(n), n ~ N(0, 1); Esser et al. 2024, the best of
     # their study on images) weights the middle of the path, "uniform" every time alike.
     time_sampling: str = "logit-normal"
-    # "euler" (1 evaluation a step) or "heun" (2). Heun's correction is kept on the last step too:
-    # unlike EDM's denoiser at σ = 0, the velocity at t = 0 is well defined, and with it 4 Heun
-    # steps move N(0, 1) to N(1.5, 0.5²) with 0.005 error in the std, against 0.067 without it
-    # (exact velocity; tests/families/test_hybrids.py). 5 steps: 10 evaluations, half diffusion's 20.
+    # "euler" (1 evaluation a step) or "heun" (2, the last step 1). Heun's correction is skipped
+    # on the last step, as in EDM: at t = 0 the learnt velocity is E[ε − x0 | x0] = −x0, while
+    # its limit as t → 0 points at the nearest mode, so on data near a thin set the t = 0
+    # evaluation pulls samples off it. Measured on the same runs (2,000 samples): mnist FD-lenet
+    # 67.5 at 5 steps (9 evaluations) against 88.1 with the correction (10); grid25 92% of
+    # samples high-quality at 12 steps against 60%. On a Gaussian, where the velocity is smooth,
+    # the correction would help (tests/families/test_hybrids.py). 5 steps: 9 evaluations, under
+    # half diffusion's 20.
     sampler: str = "heun"
     sampler_steps: int = 5
     # Reflow (Liu et al. 2023): for the last `reflow_fraction` of the budget, train on the model's
@@ -215,16 +219,16 @@ class Flow(Family):
 
 def integrate(velocity, x: torch.Tensor, steps: int, sampler: str, start: float = 1.0, stop: float = 0.0):
     """x at time `stop` from x at `start` along dx/dt = velocity(x, t) (which returns (v, nfe)),
-    in `steps` equal steps of Euler's method or of Heun's (the explicit trapezoidal rule; Karras
-    et al. 2022, Alg. 1, here with the correction on every step). Returns the result and the
-    evaluations spent."""
+    in `steps` equal steps of Euler's method or of Heun's (the explicit trapezoidal rule), whose
+    last step is Euler's when it ends at t = 0 (Karras et al. 2022, Alg. 1). Returns the result
+    and the evaluations spent."""
     times = [start + (stop - start) * k / steps for k in range(steps + 1)]
     nfe = 0
     for t, s in pairwise(times):
         v, cost = velocity(x, t)
         nfe += cost
         step = x + (s - t) * v
-        if sampler == "heun":
+        if sampler == "heun" and not (s == 0.0 and stop == 0.0):
             v_next, cost = velocity(step, s)
             nfe += cost
             step = x + (s - t) * 0.5 * (v + v_next)
