@@ -4,8 +4,10 @@ trilemma with denoising diffusion GANs").
 Diffusion in T few, large steps (4 by default): each reverse step q(x_{t−1} | x_t) is far from
 Gaussian, so it is learnt adversarially. A generator G(x_t, z, t) proposes x̂0, the posterior
 q(x_{t−1} | x_t, x̂0) turns it into x_{t−1}, and a time-conditioned discriminator D(x_{t−1}, x_t, t)
-tells those pairs from real ones; losses are the non-saturating ones with R1 on the real x_{t−1},
-as in the paper. Sampling costs T network evaluations.
+tells those pairs from real ones; losses are the paper's non-saturating ones, with R1 on the real
+x_{t−1} available (`r1_gamma`). The defaults depart from the paper where a CPU budget made them:
+G's loss adds ||x̂0 − x0||² (`reconstruction_weight`) and R1 is off (see `DDGANConfig`).
+Sampling costs T network evaluations.
 
 The forward process is the paper's: the variance-preserving SDE with β(s) = β_min + s (β_max −
 β_min), β_min = 0.1, β_max = 20, observed at s = t / T. It is also a `Denoiser` on those T + 1

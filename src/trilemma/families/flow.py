@@ -160,13 +160,9 @@ class Flow(Family):
         return (prediction - (noise - x1)).square().mean()
 
     def training_step(self, x, labels, optimizers):
-        if self.in_reflow():
-            if not bool(self.reflow_ready):
-                self.draw_reflow_pairs()
-            loss = self.reflow_loss(len(x), labels is not None)
-            self.optimize(loss, optimizers["velocity"])
-            return {"loss": loss.detach()}
-        loss = self.loss(x, labels)
+        if self.in_reflow() and not bool(self.reflow_ready):
+            self.draw_reflow_pairs()
+        loss = self.reflow_loss(len(x), labels is not None) if self.in_reflow() else self.loss(x, labels)
         self.optimize(loss, optimizers["velocity"])
         return {"loss": loss.detach()}
 
@@ -228,7 +224,7 @@ def integrate(velocity, x: torch.Tensor, steps: int, sampler: str, start: float 
         v, cost = velocity(x, t)
         nfe += cost
         step = x + (s - t) * v
-        if sampler == "heun" and not (s == 0.0 and stop == 0.0):
+        if sampler == "heun" and s != 0.0:
             v_next, cost = velocity(step, s)
             nfe += cost
             step = x + (s - t) * 0.5 * (v + v_next)

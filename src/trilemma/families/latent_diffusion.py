@@ -42,7 +42,8 @@ class LatentDiffusionConfig(FamilyConfig):
     kl_weight: float = 1e-3  # of KL(q(z|x) || N(0, I)) per latent dimension against the per-pixel error
     # Share of the budget in which the autoencoder trains. mnist, 3 minutes' calibrated steps,
     # FD-lenet on 1,000 samples (recall): 0.05 34.9 (0.86), 0.1 28.5 (0.92), 0.15 27.5 (0.94),
-    # 0.25 37.9 (0.93), 0.4 47.3 (0.92), 0.6 63.3 (0.91); the latent model gains more from the
+    # 0.25 37.9 (0.93), 0.4 47.3 (0.92), 0.6 63.3 (0.91; its calibration taken while tests ran,
+    # 1,281 steps); the latent model gains more from the
     # steps than the autoencoder does past a few hundred (the calibration's step counts left
     # 0.15 with 207 CPU-s and 0.1 with 179, so the two are level).
     autoencoder_fraction: float = 0.15
