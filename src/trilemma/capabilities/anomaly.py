@@ -95,9 +95,7 @@ def encoder_scores(family: Any, x_model: torch.Tensor, *, k: int = 32, batch_siz
             log_w = importance_log_weights(family, x, labels, mean, log_variance, eps)
             per_class.append(torch.logsumexp(log_w, dim=1) - math.log(k))
             if c is None or int(c) == 0:
-                reconstruction = family.decode(mean, labels)
-                scale = 0.5 if family.config.data.is_image else 1.0  # [-1, 1] → [0, 1]
-                errors.append(((reconstruction - x) * scale).square().flatten(1).mean(1).double().cpu())
+                errors.append(_reconstruction_error(family, x, mean, labels))
                 mean, log_variance = mean.double(), log_variance.double()
                 kl.append((0.5 * (mean.square() + log_variance.exp() - 1 - log_variance)).sum(1).cpu())
                 entropy.append((0.5 * (log_variance + 1 + _LOG_2PI)).sum(1).cpu())
@@ -133,6 +131,14 @@ def denoiser_scores(family: Any, x_model: torch.Tensor, *, timesteps: int = 10, 
     return {"denoising_error": torch.cat(scores).numpy()}
 
 
+def _reconstruction_error(family: Any, x: torch.Tensor, mean: torch.Tensor,
+                          labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image mean squared error of the decoded latent mean, on intensities in [0, 1] for
+    images (model space for points), float64 on the CPU."""
+    scale = 0.5 if family.config.data.is_image else 1.0  # [-1, 1] → [0, 1]
+    return ((family.decode(mean, labels) - x) * scale).square().flatten(1).mean(1).double().cpu()
+
+
 @torch.no_grad()
 def latent_scores(family: Any, x_model: torch.Tensor, *, timesteps: int = 10, batch_size: int = 128,
                   seed: int = 0) -> dict[str, np.ndarray]:
@@ -144,8 +150,7 @@ def latent_scores(family: Any, x_model: torch.Tensor, *, timesteps: int = 10, ba
     for part in _batches(len(x_model), batch_size):
         x = x_model[part].to(device)
         mean, _ = family.encode(x)
-        scale = 0.5 if family.config.data.is_image else 1.0  # [-1, 1] → [0, 1]
-        errors.append(((family.decode(mean) - x) * scale).square().flatten(1).mean(1).double().cpu())
+        errors.append(_reconstruction_error(family, x, mean))
         latents.append(family.to_prior(mean).cpu())
     latent = denoiser_scores(family.latent_denoiser, torch.cat(latents), timesteps=timesteps,
                              batch_size=batch_size, seed=seed)
