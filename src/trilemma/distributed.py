@@ -13,6 +13,12 @@ Per-sample randomness (noise, timesteps, latents, augmentations) is drawn for th
 batch on every rank from the same seeded stream, and each rank keeps the rows of its own
 samples (`per_sample`); the random stream therefore does not depend on the number of processes,
 which is what lets a run resume under a different one.
+
+Groups: `compare --parallel-families` splits the ranks into groups (`split_ranks`) and trains a
+different family in each. Inside `in_group(...)` every helper here speaks of the group alone:
+rank() is the rank within it, world_size() its size, is_main() its first rank, and collectives
+(and DDP, through `process_group()`) reach only its members. A group of one is a plain
+single-process run: no collective at all.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import gc
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -30,9 +37,9 @@ import torch.distributed as dist
 from trilemma.errors import UnsupportedRequest
 
 __all__ = [
-    "all_reduce_sum", "barrier", "batch_shard", "broadcast_flag", "gather_objects", "init", "is_distributed",
-    "is_main", "launched", "local_rank", "per_sample", "randn_like", "rank", "rank_local", "shutdown",
-    "work_split", "world_size",
+    "Group", "all_reduce_sum", "barrier", "batch_shard", "broadcast_flag", "gather_objects", "global_rank",
+    "global_world_size", "in_group", "init", "is_distributed", "is_main", "launched", "local_rank", "per_sample",
+    "process_group", "randn_like", "rank", "rank_local", "shutdown", "split_ranks", "work_split", "world_size",
 ]
 
 
@@ -41,22 +48,53 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
-def is_distributed() -> bool:
+@dataclass(frozen=True)
+class Group:
+    """Some of torchrun's ranks, working on one thing together (`split_ranks`)."""
+
+    ranks: tuple[int, ...]  # global ranks, in order
+    handle: Any = None  # the process group of the ranks (None for a group of one)
+
+
+_group: Group | None = None  # inside in_group(): the group this rank works in
+
+
+def _joined() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def rank() -> int:
-    """This process's rank; torchrun's RANK even before the process group is joined."""
-    if is_distributed():
+def is_distributed() -> bool:
+    """True when this rank works with others: under torchrun, in a group of more than one."""
+    if _group is not None:
+        return len(_group.ranks) > 1
+    return _joined()
+
+
+def global_rank() -> int:
+    """This process's rank among all of torchrun's; RANK even before the group is joined."""
+    if _joined():
         return dist.get_rank()
     return int(os.environ["RANK"]) if launched() else 0
 
 
-def world_size() -> int:
-    """The number of processes; torchrun's WORLD_SIZE even before the process group is joined."""
-    if is_distributed():
+def global_world_size() -> int:
+    if _joined():
         return dist.get_world_size()
     return int(os.environ["WORLD_SIZE"]) if launched() else 1
+
+
+def rank() -> int:
+    """This process's rank in its group (`in_group`), or among all processes outside one."""
+    if _group is not None:
+        return _group.ranks.index(global_rank())
+    return global_rank()
+
+
+def world_size() -> int:
+    """The number of processes working together: the group's, or all of torchrun's."""
+    if _group is not None:
+        return len(_group.ranks)
+    return global_world_size()
 
 
 def local_rank() -> int:
@@ -64,15 +102,49 @@ def local_rank() -> int:
 
 
 def is_main() -> bool:
-    """Rank 0, or the only process: the one that writes files, prints and evaluates."""
+    """Rank 0 (of the group, inside one), or the only process: the one that writes files,
+    prints and evaluates."""
     return rank() == 0
+
+
+def process_group() -> Any:
+    """The process group that collectives and DDP use here: the group's, or the default (None)."""
+    return _group.handle if _group is not None else None
+
+
+def split_ranks(size: int) -> list[Group]:
+    """All ranks cut into groups of `size` consecutive ranks (the ranks past the last whole
+    group are left out). Every rank must call this, in the same order, as torch requires of
+    new process groups."""
+    world = global_world_size()
+    if not 1 <= size <= world:
+        raise ValueError(f"group size {size} for {world} ranks")
+    groups = []
+    for start in range(0, world - size + 1, size):
+        ranks = tuple(range(start, start + size))
+        handle = dist.new_group(list(ranks)) if size > 1 else None
+        groups.append(Group(ranks, handle))
+    return groups
+
+
+@contextmanager
+def in_group(group: Group) -> Iterator[None]:
+    """Within this context this rank works in `group` alone (see the module's docstring)."""
+    global _group
+    if global_rank() not in group.ranks:
+        raise ValueError(f"rank {global_rank()} is not in the group {group.ranks}")
+    previous, _group = _group, group
+    try:
+        yield
+    finally:
+        _group = previous
 
 
 def init(device: torch.device) -> bool:
     """Join torchrun's process group (gloo on the CPU, NCCL on CUDA) if launched by it and not
     joined yet; idempotent. Returns whether the run is distributed."""
-    if is_distributed() or not launched():
-        return is_distributed()
+    if _joined() or not launched():
+        return _joined()
     if not dist.is_available():
         raise UnsupportedRequest("launched by torchrun, but this PyTorch build has no torch.distributed")
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -94,7 +166,7 @@ def shutdown() -> None:
 
 def barrier() -> None:
     if is_distributed():
-        dist.barrier()
+        dist.barrier(group=process_group())
 
 
 def _collective_device() -> torch.device:
@@ -109,7 +181,7 @@ def broadcast_flag(flag: bool) -> bool:
     if not is_distributed():
         return flag
     value = torch.tensor([float(flag)], device=_collective_device())
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=process_group())
     return bool(value.item())
 
 
@@ -118,7 +190,7 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return values
     out = values.to(_collective_device()).clone()
-    dist.all_reduce(out)
+    dist.all_reduce(out, group=process_group())
     return out.to(values.device)
 
 
@@ -127,7 +199,7 @@ def gather_objects(obj: Any) -> list[Any]:
     if not is_distributed():
         return [obj]
     out: list[Any] = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=process_group())
     return out
 
 

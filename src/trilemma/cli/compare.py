@@ -41,6 +41,9 @@ def add_compare_parser(commands: Any) -> None:
                    help="class-conditional models (labelled data): adds class agreement and CAS")
     p.add_argument("--capabilities", action="store_true",
                    help="also measure what each family can do beyond sampling (section of the report)")
+    p.add_argument("--parallel-families", action="store_true",
+                   help="under torchrun: train the families at the same time, each on its own group "
+                   "of ranks (equal groups of N // jobs ranks), rather than one after another on all")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     p.set_defaults(run=cmd_compare)
 
@@ -81,7 +84,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         changes["evaluations"] = args.evaluations
     settings = replace(settings, **changes)
     try:
-        results = run_comparison(settings, args.out, progress=not args.quiet, dataset=dataset)
+        results = run_comparison(settings, args.out, progress=not args.quiet, dataset=dataset,
+                                 parallel_families=args.parallel_families)
     except ComparisonInterrupted as stop:
         print(f"trilemma: interrupted: {stop}")
         return 130

@@ -15,13 +15,16 @@ On a CPU the jobs train side by side, one single-threaded process each (`compare
 each for the steps its calibration made of the time budget (`trilemma.training.calibration`). On a GPU, and under torchrun, they
 run one after another in this process: under torchrun every rank runs this same sequence,
 training is one DDP model per family, sampling and feature extraction are split across the
-ranks (`trilemma.distributed`), and rank 0 alone writes files and prints.
+ranks (`trilemma.distributed`), and rank 0 alone writes files and prints. With
+`parallel_families` (`compare --parallel-families`) the ranks are split into groups instead and
+the families train at the same time, one per group (`compare.parallel_families`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +39,7 @@ from trilemma.compare.family_job import ComparisonInterrupted, FamilyJob, run_di
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset, check_output_apart, load_data
 from trilemma.device import DTYPES, describe_device, resolve_device, resolve_precision
-from trilemma.errors import RunError
+from trilemma.errors import RunError, UnsupportedRequest
 from trilemma.evaluation import builtin_name
 from trilemma.families import family_class
 from trilemma.io.atomic import is_leftover, remove_leftovers
@@ -54,16 +57,18 @@ FEATURES = "features"  # the real data's features, cached on disk for every job
 class _Log:
     """Phase lines with the elapsed time and an estimate of what is left of the comparison."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, started: float | None = None):
         self.enabled = enabled and distributed.is_main()
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
 
     def __call__(self, message: str, remaining_s: float | None = None) -> None:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.started
         eta = f" · about {_duration(remaining_s)} left" if remaining_s is not None else ""
-        print(f"[compare {_duration(elapsed)}{eta}] {message}", flush=True)
+        # One write per line: the lines of ranks that share a terminal do not interleave.
+        sys.stdout.write(f"[compare {_duration(elapsed)}{eta}] {message}\n")
+        sys.stdout.flush()
 
 
 def _duration(seconds: float) -> str:
@@ -100,12 +105,14 @@ def prepare_output(out_dir: Path, settings: CompareSettings) -> bool:
 
 def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: bool = True,
                    dataset: Dataset | None = None, side_by_side: bool | None = None,
-                   on_family_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                   on_family_done: Callable[[dict[str, Any]], None] | None = None,
+                   parallel_families: bool = False) -> dict[str, Any]:
     """Train and score every family and seed of `settings` into `out_dir`, then write
     results.json, results.csv and report.html. Returns the results (see `compare.results`).
     `dataset` is `load_data(settings.data)` when the caller has it already. `side_by_side`:
     train the jobs at once in processes of their own (by default on a CPU outside torchrun);
-    otherwise one after another here, calling `on_family_done(record)` after each."""
+    otherwise one after another here, calling `on_family_done(record)` after each.
+    `parallel_families`: under torchrun, train the families at once on groups of ranks."""
     from trilemma.compare.report import write_report
     from trilemma.compare.results import summarise, write_results
 
@@ -115,6 +122,11 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
     check_output_apart(out_dir, settings.data)  # not inside the data folder; nothing written yet
     resuming = prepare_output(out_dir, settings)
     device = resolve_device(settings.device)
+    if parallel_families and distributed.global_world_size() < 2:
+        raise UnsupportedRequest(
+            "--parallel-families needs torchrun with 2 or more processes, e.g. torchrun "
+            "--nproc_per_node=3 -m trilemma compare --parallel-families ... (on a CPU without "
+            "torchrun the families already train side by side)")
     if side_by_side is None:
         side_by_side = device.type == "cpu" and not distributed.is_distributed()
     peak, peak_precision = _calibrate(settings, device)
@@ -132,6 +144,12 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
 
         log(f"training {', '.join(f'{f} seed {s}' for f, s in pending)} side by side", _remaining(settings, pending))
         run_jobs(settings, out_dir, pending, budgets, peak, log, verbose=log.enabled)
+    elif pending and parallel_families:
+        from trilemma.compare.parallel_families import run_in_parallel
+
+        run_in_parallel(pending, out_dir, lambda jobs: _run_one_by_one(
+            settings, dataset, out_dir, budgets, peak, _Log(progress, log.started), False, on_family_done,
+            only=jobs), log)
     elif pending:
         _run_one_by_one(settings, dataset, out_dir, budgets, peak, log, progress, on_family_done)
     records = [_record(out_dir, family, seed, log) for seed in range(settings.seeds) for family in settings.families]
@@ -141,6 +159,7 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
         results["capabilities"] = _capabilities(settings, dataset, out_dir, log)
     results["wall_seconds_this_invocation"] = time.perf_counter() - started
     results["processes"] = distributed.world_size()
+    results["parallel_families"] = parallel_families
     results["side_by_side"] = side_by_side
     if distributed.is_main():
         write_results(results, out_dir)
@@ -187,12 +206,16 @@ def _budgets(settings: CompareSettings, dataset: Dataset, device: torch.device, 
 
 def _run_one_by_one(settings: CompareSettings, dataset: Dataset, out_dir: Path, budgets: dict[str, Budget],
                     peak: float, log: _Log, progress: bool,
-                    on_family_done: Callable[[dict[str, Any]], None] | None) -> None:
+                    on_family_done: Callable[[dict[str, Any]], None] | None,
+                    only: list[tuple[str, int]] | None = None) -> None:
+    """Every job (or those of `only`) trained and evaluated in turn in this process (with the
+    other ranks of its group, under torchrun)."""
     extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape) if dataset.kind == "image" else None
     cache = FeatureCache()
     jobs = [FamilyJob(settings, dataset, out_dir, family, seed, cache, extractor, progress=progress,
                       peak_gflops=peak, log=log, budget=budgets.get(family))
-            for seed in range(settings.seeds) for family in settings.families]
+            for seed in range(settings.seeds) for family in settings.families
+            if only is None or (family, seed) in only]
     for index, job in enumerate(jobs):
         label = f"{job.family_name} seed {job.seed} ({index + 1}/{len(jobs)})"
         if job.finished():

@@ -283,7 +283,8 @@ class TrainingRun:
             for name, module in self.family.networks().items():
                 if distributed.is_distributed():
                     ids = [self.device.index] if self.device.type == "cuda" else None
-                    module = DistributedDataParallel(module, device_ids=ids)
+                    module = DistributedDataParallel(module, device_ids=ids,
+                                                     process_group=distributed.process_group())
                 replicas[name] = torch.compile(module) if self.compile else module
         self.family.install_replicas(replicas)
         try:
