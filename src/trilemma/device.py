@@ -80,3 +80,17 @@ def _cpu_model() -> str | None:
 def sampling_generator(seed: int) -> torch.Generator:
     """Seeded noise for sampling, on the CPU so the same seed gives the same noise on any device."""
     return torch.Generator("cpu").manual_seed(seed)
+
+
+def fused_on_cuda(optimizers: dict[str, torch.optim.Optimizer], device: torch.device) -> dict[str, torch.optim.Optimizer]:
+    """On CUDA, each Adam or AdamW rebuilt with fused=True (one kernel for the whole update
+    instead of several per parameter); elsewhere, or for another optimiser, as given."""
+    if device.type != "cuda":
+        return optimizers
+    fused = {}
+    for name, optimizer in optimizers.items():
+        if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) and not optimizer.defaults.get("fused"):
+            optimizer = type(optimizer)(optimizer.param_groups, **{**optimizer.defaults, "fused": True,
+                                                                   "foreach": None})
+        fused[name] = optimizer
+    return fused

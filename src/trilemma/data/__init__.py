@@ -3,7 +3,9 @@
 Spec grammar: ``SOURCE[:key=value[:key=value…]]`` where SOURCE is a built-in name
 (``mnist``, ``digits``, ``ring8``, ``grid25``) or a path, and the options are
 ``classes=1-9`` / ``classes=0,3,5-7`` (keep only these classes) and, for image folders,
-``size=32`` or ``size=32x48`` (height x width).
+``size=32`` or ``size=32x48`` (height x width), and ``stream=yes|no`` (default: yes for a
+folder of `STREAM_FROM` images or more): decode the folder once into a memory-mapped cache on
+disk and train from it, rather than hold it in memory (`trilemma.data.streaming`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 from trilemma.data.dataset import Dataset, Normalizer, split_indices
-from trilemma.data.files import load_array_file, load_image_folder
+from trilemma.data.files import folder_entries, load_array_file, load_image_folder
 from trilemma.data.mixtures import MIXTURES
 from trilemma.errors import DataError, printable
 
@@ -39,8 +41,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     options = {}
     for part in parts:
         key, sep, value = part.partition("=")
-        if not sep or key not in ("classes", "size"):
-            raise DataError(f"data spec '{spec}': unknown option '{part}' (known: classes=…, size=…)")
+        if not sep or key not in ("classes", "size", "stream"):
+            raise DataError(f"data spec '{spec}': unknown option '{part}' (known: classes=…, size=…, stream=…)")
+        if key == "stream" and value not in ("yes", "no"):
+            raise DataError(f"data spec '{spec}': stream must be yes or no")
         options[key] = value
     return source, options
 
@@ -143,7 +147,10 @@ def load_data(spec: str) -> Dataset:
                 f"{source}: no such file or folder (built-in data sets: {', '.join(BUILTIN_NAMES)})"
             )
         if path.is_dir():
-            x, labels, class_names, info = load_image_folder(path, size)
+            entries, class_names = folder_entries(path)
+            if _streamed(entries, options):
+                return _streamed_dataset(path, entries, class_names, size, spec, options)
+            x, labels, class_names, info = load_image_folder(path, size, (entries, class_names))
         elif path.suffix.lower() in (".npy", ".npz"):
             x, labels, class_names, info = load_array_file(path)
         else:
@@ -153,27 +160,71 @@ def load_data(spec: str) -> Dataset:
     fraction = info.pop("heldout_fraction", HELDOUT_FRACTION)
     train, heldout = split_indices(len(x), labels, fraction, SPLIT_SEED)
     if "classes" in options:
-        if labels is None:
-            raise DataError(f"data spec '{spec}': classes=… needs labelled data, and {source} has no labels")
-        keep = parse_classes(options["classes"], spec)
-        unknown = [c for c in keep if c >= len(class_names)]
-        if unknown:
-            raise DataError(f"data spec '{spec}': unknown classes {unknown} (there are {len(class_names)})")
-        train = train[np.isin(labels[train], keep)]
-        heldout = heldout[np.isin(labels[heldout], keep)]
-        info["classes_kept"] = keep
-    normalizer = Normalizer.fit(kind, x[train])
+        train, heldout = _kept_classes(spec, options, labels, class_names, train, heldout, info)
     info.update(spec=spec, split_seed=SPLIT_SEED, heldout_fraction=fraction)
+    return _dataset(name, kind, x, labels, train, heldout, class_names, info)
+
+
+def _kept_classes(spec: str, options: dict[str, str], labels: np.ndarray | None, class_names: list[str],
+                  train: np.ndarray, heldout: np.ndarray, info: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The split's indices of the classes the spec's classes=… keeps."""
+    if labels is None:
+        raise DataError(f"data spec '{spec}': classes=… needs labelled data, and {parse_spec(spec)[0]} has no labels")
+    keep = parse_classes(options["classes"], spec)
+    unknown = [c for c in keep if c >= len(class_names)]
+    if unknown:
+        raise DataError(f"data spec '{spec}': unknown classes {unknown} (there are {len(class_names)})")
+    info["classes_kept"] = keep
+    return train[np.isin(labels[train], keep)], heldout[np.isin(labels[heldout], keep)]
+
+
+def _streamed(entries: list, options: dict[str, str]) -> bool:
+    from trilemma.data.streaming import STREAM_FROM
+
+    if "stream" in options:
+        return options["stream"] == "yes"
+    return len(entries) >= STREAM_FROM
+
+
+def _streamed_dataset(path: Path, entries: list, class_names: list[str], size: tuple[int, int] | None,
+                      spec: str, options: dict[str, str]) -> Dataset:
+    """A folder decoded once into a disk cache laid out in split order: the training and the
+    held-out images are two slices of one memory map (a class filter copies its subset)."""
+    from trilemma.data.files import check_folder_entries
+    from trilemma.data.streaming import open_streamed_folder
+
+    check_folder_entries(path, entries)
+    pixels, labels, n_train, info = open_streamed_folder(
+        path, entries, class_names, size,
+        lambda y: split_indices(len(entries), y, HELDOUT_FRACTION, SPLIT_SEED))
+    train, heldout = slice(0, n_train), slice(n_train, len(pixels))
+    if "classes" in options:
+        train, heldout = np.arange(n_train), np.arange(n_train, len(pixels))
+        train, heldout = _kept_classes(spec, options, labels, class_names, train, heldout, info)
+    info.update(spec=spec, split_seed=SPLIT_SEED, heldout_fraction=HELDOUT_FRACTION)
+    return _dataset(printable(path.name), "image", pixels, labels, train, heldout, class_names, info)
+
+
+def _part(x: np.ndarray, index: np.ndarray | slice) -> torch.Tensor:
+    """The rows `index` of x as a tensor: a slice of a memory map shares it, indices copy."""
+    if isinstance(index, slice):
+        return torch.from_numpy(x[index])
+    return torch.from_numpy(np.ascontiguousarray(x[index]))
+
+
+def _dataset(name: str, kind: str, x: np.ndarray, labels: np.ndarray | None, train: np.ndarray | slice,
+             heldout: np.ndarray | slice, class_names: list[str], info: dict) -> Dataset:
+    normalizer = Normalizer.fit(kind, x[train]) if kind == "points" else Normalizer("image")
 
     def labels_of(index):
-        return None if labels is None else torch.from_numpy(labels[index])
+        return None if labels is None else torch.from_numpy(np.ascontiguousarray(labels[index]))
 
     return Dataset(
         name=name,
         kind=kind,
-        x_train=torch.from_numpy(np.ascontiguousarray(x[train])),
+        x_train=_part(x, train),
         y_train=labels_of(train),
-        x_heldout=torch.from_numpy(np.ascontiguousarray(x[heldout])),
+        x_heldout=_part(x, heldout),
         y_heldout=labels_of(heldout),
         class_names=class_names,
         normalizer=normalizer,

@@ -261,16 +261,29 @@ def _converted(image, path: Path, mode: str, target: tuple[int, int]) -> np.ndar
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def load_image_folder(folder: Path, size: tuple[int, int] | None = None):
-    """Returns (uint8 array NCHW, labels or None, class names, rules applied)."""
+def folder_entries(folder: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(image path, label or -1) for every image of the folder, sorted, and the class names."""
     if not folder.is_dir():
         raise DataError(f"{printable(folder)}: not a folder")
-    entries, class_names = _entries(folder)
+    return _entries(folder)
+
+
+def check_folder_entries(folder: Path, entries: list[tuple[Path, int]]) -> None:
+    if not entries:
+        raise DataError(f"{printable(folder)}: no images found")
+    if len(entries) < MIN_SAMPLES:
+        raise DataError(f"{printable(folder)}: only {len(entries)} images; at least {MIN_SAMPLES} are needed")
+
+
+def load_image_folder(folder: Path, size: tuple[int, int] | None = None,
+                      listed: tuple[list[tuple[Path, int]], list[str]] | None = None):
+    """Returns (uint8 array NCHW, labels or None, class names, rules applied). `listed`: the
+    folder's `folder_entries`, when the caller has them."""
+    entries, class_names = listed or folder_entries(folder)
     if not entries:
         raise DataError(f"{printable(folder)}: no images found")
     images = _open_all(folder, [path for path, _ in entries])  # unreadable files are named first
-    if len(entries) < MIN_SAMPLES:
-        raise DataError(f"{printable(folder)}: only {len(entries)} images; at least {MIN_SAMPLES} are needed")
+    check_folder_entries(folder, entries)
 
     mode = "L" if all(_is_grayscale(im) for im in images) else "RGB"
     sizes = Counter(im.size for im in images)

@@ -1,13 +1,13 @@
 """The one training loop: every family, every budget, EMA, checkpoints, resume, progress.
 
-Reproducibility: data order is a function of (seed, epoch); all other randomness comes from
-torch's global generator, whose state is saved in each checkpoint. A run interrupted and
-resumed under a step budget ends with the same weights as an uninterrupted one.
+Reproducibility: data order is a function of (seed, epoch) (`training.batches`); all other
+randomness comes from torch's global generator, whose state is saved in each checkpoint. A run
+interrupted and resumed under a step budget ends with the same weights as an uninterrupted one.
 
 Under torchrun (`trilemma.distributed`) the same loop trains one model with DDP: the configured
-batch size is the global batch, each of N ranks takes a disjoint B/N of it through one
-DistributedSampler over the single-process permutation, and the learning rate is unchanged;
-rank 0 alone writes files. The saved state does not depend on N, so a run resumes under any N.
+batch size is the global batch, each rank takes a disjoint share of it, and the learning rate is
+unchanged; rank 0 alone writes files. The saved state does not depend on N, so a run resumes
+under any N. On a GPU the host waits for the device once per window of steps (`training.sync`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data.distributed import DistributedSampler
 
 from trilemma import clock, distributed
 from trilemma.checkpoints import (
@@ -38,6 +37,7 @@ from trilemma.data import Dataset
 from trilemma.device import (
     autocast,
     describe_device,
+    fused_on_cuda,
     memory_format,
     resolve_device,
     resolve_precision,
@@ -46,6 +46,7 @@ from trilemma.ema import EMA
 from trilemma.errors import RunError, TrainingDiverged
 from trilemma.families import DataShape, Family, family_class
 from trilemma.metrics.speed import peak_memory
+from trilemma.training.batches import Batches
 from trilemma.training.budget import Budget, default_budget, learning_rate_scale, resumed_budget
 from trilemma.training.calibration import calibrated_budget
 from trilemma.training.divergence import MAX_ROLLBACKS, DivergenceGuard
@@ -59,8 +60,7 @@ from trilemma.training.run_folder import (
     run_record,
     training_state,
 )
-
-DEVICE_RESIDENT_BYTES = 2 << 30  # training sets up to 2 GiB are copied to the GPU once
+from trilemma.training.sync import SyncPolicy
 
 StepCallback = Callable[[int, float, Family, EMA], "bool | None"]
 
@@ -95,6 +95,7 @@ def train(
     on_step: StepCallback | None = None,
     compile: bool = False,
     threads: int | None = None,
+    sync_every: int | None = None,
 ) -> TrainResult:
     """Train one family on a data set into run_dir.
 
@@ -104,8 +105,9 @@ def train(
     On a CPU the run uses `threads` intra-op threads (default 1, whose CPU time does not grow
     when the machine is busy; the caller's setting is restored afterwards).
 
-    ``on_step(step, elapsed, family, ema)`` is called after each step with the training seconds
-    so far; time spent inside it is not counted against the budget. Returning True stops the
+    ``on_step(step, elapsed, family, ema)`` is called after each step (on a GPU after each window
+    of steps whose losses are read back together, `trilemma.training.sync`; ``sync_every`` fixes
+    the window's length) with the training seconds so far; time spent inside it is not counted against the budget. Returning True stops the
     run with a checkpoint, as Ctrl-C does (the caller can then resume).
 
     Under torchrun this is called on every rank, with identical weights and EMA on each (the
@@ -117,7 +119,7 @@ def train(
     check_apart_from_data(Path(run_dir), dataset)  # refused before anything is created
     run = TrainingRun(family_name, dataset, Path(run_dir), budget=budget, seed=seed, device=device,
                       resume=resume, conditional=conditional, precision=precision,
-                      overrides=overrides or {}, compile=compile, threads=threads)
+                      overrides=overrides or {}, compile=compile, threads=threads, sync_every=sync_every)
     with clock.cpu_threads(run.threads):
         return run.train(on_step, progress=progress, every_seconds=checkpoint_every_seconds,
                          every_steps=checkpoint_every_steps)
@@ -129,8 +131,10 @@ class TrainingRun:
 
     def __init__(self, family_name: str, dataset: Dataset, run_dir: Path, *, budget: Budget | None,
                  seed: int, device: str, resume: bool, conditional: bool, precision: str,
-                 overrides: dict[str, Any], compile: bool, threads: int | None = None):
+                 overrides: dict[str, Any], compile: bool, threads: int | None = None,
+                 sync_every: int | None = None):
         self.family_name, self.dataset, self.run_dir, self.compile = family_name, dataset, run_dir, compile
+        self.sync_every = sync_every
         self.device = resolve_device(device)
         self.unit = clock.unit_of(self.device)
         self.threads = (threads or clock.DEFAULT_CPU_THREADS) if self.device.type == "cpu" else None
@@ -179,7 +183,7 @@ class TrainingRun:
         torch.manual_seed(self.seed)
         self.layout = memory_format(self.config.data.kind)
         self.family = cls(self.config).to(self.device, memory_format=self.layout)
-        self.optimizers = self.family.build_optimizers()
+        self.optimizers = fused_on_cuda(self.family.build_optimizers(), self.device)
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group.setdefault("base_lr", group["lr"])
@@ -187,8 +191,9 @@ class TrainingRun:
             self.family.grad_scaler = torch.amp.GradScaler(self.device.type)
         optim = self.config.optim
         self.ema = EMA(self.family.averaged_network(), optim.ema_power, optim.ema_max_decay)
-        self.step, self.elapsed, self.wall, self.losses = 0, 0.0, 0.0, {}
+        self.step, self.elapsed, self.wall, self.losses, self.loss_names = 0, 0.0, 0.0, {}, []
         self.guard = DivergenceGuard()
+        self.sync = SyncPolicy(self.sync_every, self.device.type)
 
     def _write_record(self) -> None:
         if not self.main:
@@ -215,23 +220,9 @@ class TrainingRun:
         self.guard.load(state, read_json(self.run_dir / "config.json").get("rollbacks", []))
 
     def _place_data(self) -> None:
-        self.x_train = self.dataset.x_train
-        self.y_train = self.dataset.y_train if self.config.data.num_classes else None
-        if self.device.type == "cuda":
-            # A training set that fits lives on the GPU (no copy per step); a larger one is
-            # pinned, so its batches copy without a staging buffer.
-            if self.x_train.numel() * self.x_train.element_size() <= DEVICE_RESIDENT_BYTES:
-                self.x_train = self.x_train.to(self.device)
-                self.y_train = self.y_train.to(self.device) if self.y_train is not None else None
-            else:
-                self.x_train = self.x_train.pin_memory()
-        n = len(self.x_train)
-        self.batches_per_epoch = n // self.batch_size
-        # The single-process permutation, seed * 1_000_003 + epoch; rank r reads positions r,
-        # r + N, ... of it, so the ranks' i-th batches together are the single-process i-th batch.
-        self.sampler = DistributedSampler(range(n), num_replicas=self.world, rank=self.rank,
-                                          shuffle=True, seed=self.seed * 1_000_003)
-        self.order, self.order_epoch = None, -1
+        self.batches = Batches(self.dataset, labelled=bool(self.config.data.num_classes),
+                               batch_size=self.batch_size, seed=self.seed, device=self.device,
+                               layout=self.layout, world=self.world, rank=self.rank)
 
     # ------------------------------------------------------------------------ the loop
 
@@ -244,19 +235,8 @@ class TrainingRun:
         self.family.train()
         with StopFlag() as stop, self._replicas_installed():
             while not self.budget.done(self.step, self.elapsed):
-                started, wall_started = clock.now(self.unit), time.perf_counter()
-                x, labels = self._next_batch()
-                self._schedule_learning_rates()
-                values = self._optimise(x, labels)
-                accepted = not self._rolled_back(values, bar)
-                if accepted:
-                    self.ema.update(self.step)
-                    self.step += 1
-                # A step undone by a rollback was spent all the same: the clock keeps it.
-                self.elapsed += self._step_seconds(clock.now(self.unit) - started)
-                self.wall += time.perf_counter() - wall_started
-                if not accepted:
-                    continue
+                if not self._window(bar, every_steps):
+                    continue  # rolled back
                 bar.update(self.step, self.elapsed, self.losses)
                 asked = bool(on_step is not None and on_step(self.step, self.elapsed, self.family, self.ema))
                 if distributed.broadcast_flag(asked or stop.requested):
@@ -297,37 +277,58 @@ class TrainingRun:
                 del replicas
                 gc.collect()
 
-    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        epoch, position = divmod(self.step, self.batches_per_epoch)
-        if epoch != self.order_epoch:
-            self.sampler.set_epoch(epoch)
-            self.order, self.order_epoch = torch.tensor(list(self.sampler)), epoch
-        rank_batch = self.batch_size // self.world
-        index = self.order[position * rank_batch:(position + 1) * rank_batch].to(self.x_train.device)
-        x = self.dataset.normalizer.to_model(self.x_train[index].to(self.device, non_blocking=True))
-        labels = self.y_train[index].to(self.device) if self.y_train is not None else None
-        return x.contiguous(memory_format=self.layout), labels
+    def _window(self, bar: ProgressBar, every_steps: int | None) -> bool:
+        """Steps until the sync policy's K (`training.sync`; 1 on a CPU), a checkpoint due by
+        steps or the budget's end, then their losses read back at once and judged in order.
+        False when one of them rolled the run back: those steps were spent all the same, and
+        the clock keeps them."""
+        started, wall_started = clock.now(self.unit), time.perf_counter()
+        first, k, pending = self.step, self.sync.steps(), []
+        while True:
+            x, labels = self.batches.batch(self.step)
+            progress = self.budget.progress(self.step, self.sync.estimate(self.elapsed, len(pending)))
+            self._schedule_learning_rates(progress)
+            pending.append(self._optimise(x, labels, progress))
+            self.ema.update(self.step)
+            self.step += 1
+            if len(pending) >= k or self._window_ends(len(pending), every_steps):
+                break
+        values = self._read_losses(pending)
+        seconds = self._step_seconds(clock.now(self.unit) - started)
+        self.elapsed += seconds
+        self.wall += time.perf_counter() - wall_started
+        self.sync.measured(seconds, len(pending))
+        return not self._rolled_back(values, first, bar)
 
-    def _schedule_learning_rates(self) -> None:
+    def _window_ends(self, steps: int, every_steps: int | None) -> bool:
+        return (self.budget.done(self.step, self.sync.estimate(self.elapsed, steps))
+                or bool(every_steps and self.step - self.saved_step >= every_steps))
+
+    def _schedule_learning_rates(self, progress: float) -> None:
         optim = self.config.optim
-        scale = learning_rate_scale(self.step, self.budget.progress(self.step, self.elapsed),
+        scale = learning_rate_scale(self.step, progress,
                                     optim.warmup_steps, optim.decay, optim.final_lr_fraction)
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * scale * self.guard.lr_scale
 
-    def _optimise(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """One training step; returns the losses (the global batch's mean under DDP)."""
-        self.family.training_progress = self.budget.progress(self.step, self.elapsed)
+    def _optimise(self, x: torch.Tensor, labels: torch.Tensor | None, progress: float) -> torch.Tensor:
+        """One training step; returns its losses, left on the device."""
+        self.family.training_progress = progress
         with autocast(self.device, self.precision), distributed.batch_shard(self.rank, self.world):
             losses = self.family.training_step(x, labels, self.optimizers)
         if self.family.grad_scaler is not None:
             self.family.grad_scaler.update()
-        values = torch.stack([v.float() for v in losses.values()]).cpu()
+        self.loss_names = list(losses)
+        return torch.stack([v.detach().float() for v in losses.values()])
+
+    def _read_losses(self, pending: list[torch.Tensor]) -> torch.Tensor:
+        """A window's losses (steps × losses) on the host: the one wait for the device per
+        window; under DDP the global batch's means (a NaN on any rank reaches all, so all stop
+        together)."""
+        values = torch.stack(pending).cpu()
         if self.world > 1:
-            # A NaN on any rank reaches all, so all stop together.
             values = distributed.all_reduce_sum(values) / self.world
-        self.losses = dict(zip(losses, values.tolist()))
         return values
 
     def _step_seconds(self, seconds: float) -> float:
@@ -337,30 +338,32 @@ class TrainingRun:
             seconds = float(distributed.all_reduce_sum(torch.tensor([seconds * self.main], dtype=torch.float64))[0])
         return seconds
 
-    def _rolled_back(self, values: torch.Tensor, bar: ProgressBar) -> bool:
-        """The divergence rule (`trilemma.training.divergence`) on this step's losses: False
-        when they pass; True once the run is rolled back to its latest checkpoint with a lower
-        learning rate. Past MAX_ROLLBACKS it raises TrainingDiverged. Every rank decides alike:
+    def _rolled_back(self, values: torch.Tensor, first: int, bar: ProgressBar) -> bool:
+        """The divergence rule (`training.divergence`) on the losses of steps first + 1, ...:
+        False when all pass; True once the run is rolled back to its latest checkpoint with a
+        lower learning rate; past MAX_ROLLBACKS, TrainingDiverged. Every rank decides alike:
         the losses are the all-reduced ones, the rule's memory comes from the checkpoints."""
-        self.losses = self.guard.inject(self.step + 1, dict(zip(self.losses, values.tolist())))
-        reason = self.guard.verdict(self.losses)
-        if reason is None:
-            self.guard.accept(self.losses)
-            return False
-        if self.guard.exhausted:
-            bar.close()
-            raise TrainingDiverged(
-                f"{self.family_name}: {reason} at step {self.step + 1}, after {MAX_ROLLBACKS} rollbacks; "
-                f"training stopped (the last good checkpoint, step {self.saved_step}, is in {self.run_dir})")
-        self._roll_back(reason)
-        return True
+        for step, row in enumerate(values.tolist(), start=first + 1):
+            self.losses = self.guard.inject(step, dict(zip(self.loss_names, row)))
+            reason = self.guard.verdict(self.losses)
+            if reason is None:
+                self.guard.accept(self.losses)
+                continue
+            if self.guard.exhausted:
+                bar.close()
+                raise TrainingDiverged(
+                    f"{self.family_name}: {reason} at step {step}, after {MAX_ROLLBACKS} rollbacks; training "
+                    f"stopped (the last good checkpoint, step {self.saved_step}, is in {self.run_dir})")
+            self._roll_back(reason, step)
+            return True
+        return False
 
-    def _roll_back(self, reason: str) -> None:
+    def _roll_back(self, reason: str, step: int) -> None:
         """Back to the latest checkpoint (weights, EMA, optimisers, RNG, step), the learning
         rate scaled down; the rollback recorded in config.json before training goes on. The
         training clock is not rolled back: the discarded steps were spent."""
         model_state, ema_state, state = load_checkpoint(latest_checkpoint(self.run_dir), self.device)
-        record = self.guard.roll_back(self.step + 1, self.losses, reason, state)
+        record = self.guard.roll_back(step, self.losses, reason, state)
         if self.main:
             stored = read_json(self.run_dir / "config.json")
             write_json_atomic(self.run_dir / "config.json", {**stored, "rollbacks": self.guard.rollbacks})

@@ -1,0 +1,53 @@
+"""The data order of a run: which training images make each step's batch, on which device.
+
+Data order is a function of (seed, epoch): the single-process permutation is drawn with the
+seed seed * 1_000_003 + epoch, and under torchrun rank r of N reads positions r, r + N, ... of
+it (one DistributedSampler), so the ranks' i-th batches together are the single-process i-th
+batch. A resumed run therefore reads exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data.distributed import DistributedSampler
+
+from trilemma.data import Dataset
+
+DEVICE_RESIDENT_BYTES = 2 << 30  # training sets up to 2 GiB are copied to the GPU once
+
+
+class Batches:
+    """Step i's batch of `batch_size` (the global batch; this rank's share of it under DDP)."""
+
+    def __init__(self, dataset: Dataset, *, labelled: bool, batch_size: int, seed: int, device: torch.device,
+                 layout: torch.memory_format, world: int = 1, rank: int = 0):
+        self.normalizer, self.device, self.layout = dataset.normalizer, device, layout
+        self.batch_size, self.world = batch_size, world
+        self.x = dataset.x_train
+        self.y = dataset.y_train if labelled else None
+        if device.type == "cuda":
+            # A training set that fits lives on the GPU (no copy per step); a larger one is
+            # pinned, so its batches copy without a staging buffer, unless it is streamed from
+            # its disk cache (`data.streaming`), which pinning would read whole into memory.
+            if self.x.numel() * self.x.element_size() <= DEVICE_RESIDENT_BYTES:
+                self.x = self.x.to(device)
+                self.y = self.y.to(device) if self.y is not None else None
+            elif dataset.info.get("storage") != "disk":
+                self.x = self.x.pin_memory()
+        n = len(self.x)
+        self.per_epoch = n // batch_size
+        self.sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True,
+                                          seed=seed * 1_000_003)
+        self.order, self.order_epoch = None, -1
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Step `step`'s images in the model's space, laid out for the model, and labels."""
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch != self.order_epoch:
+            self.sampler.set_epoch(epoch)
+            self.order, self.order_epoch = torch.tensor(list(self.sampler)), epoch
+        rank_batch = self.batch_size // self.world
+        index = self.order[position * rank_batch:(position + 1) * rank_batch].to(self.x.device)
+        x = self.normalizer.to_model(self.x[index].to(self.device, non_blocking=True))
+        labels = self.y[index].to(self.device) if self.y is not None else None
+        return x.contiguous(memory_format=self.layout), labels
