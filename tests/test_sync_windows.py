@@ -71,3 +71,26 @@ def test_the_window_adapts_to_the_step_time_on_a_gpu_only():
     assert gpu.steps() == 2
     assert gpu.estimate(10.0, 3) == pytest.approx(10.75)
     assert SyncPolicy(every=7, device_type="cpu").steps() == 7
+
+
+def test_a_fused_adam_keeps_the_groups_and_settings_and_steps_alike():
+    from trilemma.device import fused
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    plain = torch.optim.Adam([{"params": [a.weight], "lr": 1e-2}, {"params": [a.bias], "lr": 1e-3}],
+                             betas=(0.0, 0.99))
+    made = fused(torch.optim.Adam([{"params": [b.weight], "lr": 1e-2}, {"params": [b.bias], "lr": 1e-3}],
+                                  betas=(0.0, 0.99)))
+    assert [g["fused"] for g in made.param_groups] == [True, True]
+    assert [g["lr"] for g in made.param_groups] == [1e-2, 1e-3] and made.defaults["betas"] == (0.0, 0.99)
+    x = torch.randn(8, 4)
+    for model, optimizer in ((a, plain), (b, made)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    assert torch.allclose(a.weight, b.weight, atol=1e-6) and torch.allclose(a.bias, b.bias, atol=1e-6)
+    sgd = torch.optim.SGD(a.parameters(), lr=0.1)
+    assert fused(sgd) is sgd

@@ -87,10 +87,13 @@ def fused_on_cuda(optimizers: dict[str, torch.optim.Optimizer], device: torch.de
     instead of several per parameter); elsewhere, or for another optimiser, as given."""
     if device.type != "cuda":
         return optimizers
-    fused = {}
-    for name, optimizer in optimizers.items():
-        if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) and not optimizer.defaults.get("fused"):
-            optimizer = type(optimizer)(optimizer.param_groups, **{**optimizer.defaults, "fused": True,
-                                                                   "foreach": None})
-        fused[name] = optimizer
-    return fused
+    return {name: fused(optimizer) for name, optimizer in optimizers.items()}
+
+
+def fused(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """A fresh Adam or AdamW over the same parameter groups and settings, fused (any other
+    optimiser as given). Call it before the first step: the state is not carried over."""
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) or optimizer.defaults.get("fused"):
+        return optimizer
+    groups = [{k: v for k, v in group.items() if k not in ("fused", "foreach")} for group in optimizer.param_groups]
+    return type(optimizer)(groups, **{**optimizer.defaults, "fused": True, "foreach": None})
