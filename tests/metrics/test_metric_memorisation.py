@@ -47,3 +47,16 @@ def test_partial_copying() -> None:
     train, heldout, rng = _data(3)
     fake = np.concatenate([train[:50], rng.normal(size=(150, 32))])
     assert memorisation(train, heldout, fake)["near_copy_fraction"] == pytest.approx(0.25)
+
+
+def test_uint8_rows_converted_a_block_at_a_time_match_the_float_rows():
+    rng = np.random.default_rng(4)
+    train = rng.integers(0, 256, (700, 48), dtype=np.uint8)
+    heldout = rng.integers(0, 256, (150, 48), dtype=np.uint8)
+    fake = np.concatenate([train[:40], rng.integers(0, 256, (60, 48), dtype=np.uint8)])
+    as_float = memorisation(*(a.astype(np.float32) / 255 for a in (train, heldout, fake)), chunk_size=128)
+    blockwise = memorisation(train, heldout, fake, chunk_size=128, uint8_scale=1 / 255)
+    assert blockwise.keys() == as_float.keys()
+    for key, value in as_float.items():
+        assert blockwise[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key  # float32 cdist rounding
+    assert blockwise["near_copy_fraction"] == pytest.approx(0.4)

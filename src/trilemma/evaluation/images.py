@@ -180,10 +180,10 @@ def _memorisation(dataset: Dataset, extractor: FeatureExtractor, cache: FeatureC
     heldout_features = cached_features(extractor, dataset.x_heldout, cache)
     in_features = memorisation(train_features, heldout_features, fake_features)
 
-    def pixels(x: torch.Tensor) -> np.ndarray:
-        return x.reshape(len(x), -1).numpy().astype(np.float32) / 255.0
+    def pixels(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1)  # uint8 rows, converted a block at a time (a view of a streamed set)
 
-    in_pixels = memorisation(pixels(dataset.x_train), pixels(dataset.x_heldout), pixels(fake))
+    in_pixels = memorisation(pixels(dataset.x_train), pixels(dataset.x_heldout), pixels(fake), uint8_scale=1 / 255)
     details["memorisation_features"] = in_features
     details["memorisation_pixels"] = in_pixels
     return {
