@@ -45,6 +45,32 @@ def test_streamed_folder_has_the_in_memory_pixels_labels_and_split(folder):
     assert not streamed.x_train.numpy().flags.owndata
 
 
+def test_pages_of_the_cache_are_released_after_each_batch_and_read_again(folder, monkeypatch):
+    import trilemma.training.batches as batches_module
+    from trilemma.data.streaming import release_pages
+
+    streamed, memory = load_data(f"{folder}:stream=yes"), load_data(f"{folder}:stream=no")
+    cache = next(cache_root().glob("*.pixels"))
+    on_disk = cache.read_bytes()
+    assert release_pages(streamed.x_train) and release_pages(streamed.x_heldout)
+    assert not release_pages(memory.x_train)  # not in a cache's mapping: nothing done
+    assert torch.equal(streamed.x_train, memory.x_train)  # dropped pages read back the same
+    streamed.x_heldout[0] += 1  # the mapping is private: a write stays in this process
+    assert cache.read_bytes() == on_disk
+
+    released, firsts = [], []
+    monkeypatch.setattr(batches_module, "release_pages", lambda x: released.append(x) or True)
+    streamed = load_data(f"{folder}:stream=yes")  # unwritten
+    for dataset, expected in ((streamed, 2), (memory, 0)):
+        released.clear()
+        batches = batches_module.Batches(dataset, labelled=True, batch_size=8, seed=0, device=torch.device("cpu"),
+                                         layout=torch.contiguous_format)
+        firsts.append(batches.batch(1)[0])
+        batches.batch(2)
+        assert len(released) == expected
+    assert torch.equal(*firsts)  # the same batch from disk as from memory
+
+
 def test_the_cache_is_built_once_and_rebuilt_when_the_folder_changes(folder):
     load_data(f"{folder}:stream=yes")
     built = sorted(cache_root().glob("*.pixels"))

@@ -36,7 +36,8 @@ from typing import Any
 
 from trilemma import distributed
 from trilemma.checkpoints import write_json_atomic
-from trilemma.errors import RunError, TrilemmaError, printable
+from trilemma.compare.family_job import ComparisonInterrupted, run_dir_of
+from trilemma.errors import RunError, printable
 
 Job = tuple[str, int]  # (family, seed)
 
@@ -87,7 +88,9 @@ def run_in_parallel(jobs: list[Job], out_dir: Path, run_jobs: Callable[[list[Job
                 _say(f"trilemma: rank {me} (pid {os.getpid()}): {job[0]} seed {job[1]}")
             try:
                 run_jobs([job])
-            except (TrilemmaError, RuntimeError, ValueError, OSError, MemoryError) as error:
+            except ComparisonInterrupted:  # Ctrl-C: every rank saves and stops; not a failure
+                raise
+            except Exception as error:
                 message = f"{job[0]} seed {job[1]} failed on rank {me}: {printable(error)}"
                 write_json_atomic(marks / f"failed-{me}.json", {"rank": me, "family": job[0], "seed": job[1],
                                                                  "error": message})
@@ -107,8 +110,6 @@ def _say(line: str) -> None:
 def _wait_for(jobs: list[Job], out_dir: Path) -> None:
     """Until every job's evaluation.json exists (files, not a collective: a collective would
     time out while a long family trains)."""
-    from trilemma.compare.family_job import run_dir_of
-
     while not all((run_dir_of(out_dir, f, s) / "evaluation.json").exists() for f, s in jobs):
         time.sleep(POLL_SECONDS)
 
@@ -136,10 +137,8 @@ class _StopWatch:
 
     def unfinished(self, rank: int) -> Job | None:
         """The job `rank` was on: the first of its share without an evaluation.json."""
-        from trilemma.compare.family_job import run_dir_of
-
         return next((job for job in self.jobs_of.get(rank, [])
-                     if not (run_dir_of(self.out_dir, *job) / "evaluation.json").exists()), None)
+                    if not (run_dir_of(self.out_dir, *job) / "evaluation.json").exists()), None)
 
     def _stopped(self, signum: int, frame: Any) -> None:
         try:

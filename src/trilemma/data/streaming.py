@@ -17,18 +17,25 @@ option. Any change to the folder makes a new key, hence a new cache; an unchange
 opened in a fraction of a second. The cache sits in ``$TRILEMMA_CACHE/folders`` (default
 ``~/.cache/trilemma/folders``); deleting it only costs the next run the decoding.
 
-Training then indexes a copy-on-write `numpy.memmap` through a tensor that shares it: a batch
-reads its own images' pages and nothing else. Those pages are the kernel's page cache, which
-it reclaims under pressure; the process's own memory does not grow with the folder.
+Training then indexes a private (copy-on-write) read-only-on-disk mapping of the file through
+a tensor that shares it. A fault maps more than the page it needs (read-ahead on a cold cache;
+on a warm one the kernel maps the whole large folio, measured at about 1 MB for each 12 KB
+image on Linux 6.18, so 30 steps of batch 128 made 0.7 GB of a 1.1 GB cache resident). The
+mapping is therefore advised as randomly accessed, and `release_pages` drops whatever the
+process has mapped of it: `training.batches` calls it after each batch, which costs about
+0.3 ms. Those pages stay in the page cache for the next read, and the process's resident
+memory does not grow with the folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import multiprocessing
 import os
 import shutil
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,8 @@ STREAM_FROM = 20_000  # images: a folder at least this large is streamed from a 
 MODE_SAMPLE = 500  # images looked at to fix the colour mode and the size
 CHUNK = 256  # images per worker task
 FORMAT_VERSION = 1
+
+_MAPPINGS: list[tuple[int, int, weakref.ref]] = []  # (first address, end address, mapping)
 
 
 def cache_root() -> Path:
@@ -62,25 +71,52 @@ def folder_key(folder: Path, entries: list[tuple[Path, int]], size: tuple[int, i
 
 
 def open_streamed_folder(folder: Path, entries: list[tuple[Path, int]], class_names: list[str],
-                         size: tuple[int, int] | None, split: Any) -> tuple[np.memmap, np.ndarray | None, int, dict]:
-    """(the images in split order as a read-only-on-disk memmap (N, C, H, W) uint8, their labels
+                         size: tuple[int, int] | None, split: Any) -> tuple[np.ndarray, np.ndarray | None, int, dict]:
+    """(the images in split order as a mapped (N, C, H, W) uint8 array (`_mapped`), their labels
     or None, how many of them are training images, the rules applied). `split(labels)` gives
     the (train, held-out) indices of the entries, as for an in-memory folder."""
     key = folder_key(folder, entries, size)
     root = cache_root()
     description = root / f"{key}.json"
     if not description.exists():
-        _build(folder, entries, size, split, root, key)
+        _build(folder, entries, bool(class_names), size, split, root, key)
     meta = json.loads(description.read_text())
     shape = tuple(meta["shape"])
     try:
-        pixels = np.memmap(root / f"{key}.pixels", dtype=np.uint8, mode="c", shape=shape)
+        pixels = _mapped(root / f"{key}.pixels", shape)
     except (OSError, ValueError) as error:
         raise DataError(f"{printable(root / key)}.pixels: the cache of {printable(folder)} cannot be read "
                         f"({error}); delete it and rerun to rebuild it") from None
     labels = np.asarray(meta["labels"], dtype=np.int64) if class_names else None
     rules = {**meta["rules"], "cache": str(root / f"{key}.pixels"), "storage": "disk"}
     return pixels, labels, int(meta["n_train"]), rules
+
+
+def _mapped(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """The file as a uint8 array of `shape` over a private mapping: writable in memory (a tensor
+    may share it), never written back; advised random so that a fault reads only its page."""
+    size = int(np.prod(shape))
+    if path.stat().st_size != size:
+        raise ValueError(f"{path.stat().st_size} bytes where {size} were expected")
+    with open(path, "rb") as file:
+        mapping = mmap.mmap(file.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    mapping.madvise(mmap.MADV_RANDOM)
+    array = np.frombuffer(mapping, dtype=np.uint8).reshape(shape)
+    _MAPPINGS[:] = [entry for entry in _MAPPINGS if entry[2]() is not None]
+    _MAPPINGS.append((array.ctypes.data, array.ctypes.data + size, weakref.ref(mapping)))
+    return array
+
+
+def release_pages(x: Any) -> bool:
+    """Drop the pages the process holds of the disk cache that array or tensor `x` lies in (a
+    later read faults them in again, from the page cache when the kernel kept them). False,
+    and nothing done, when `x` is not in a cache's mapping."""
+    address = x.data_ptr() if hasattr(x, "data_ptr") else x.ctypes.data
+    for first, end, mapping in _MAPPINGS:
+        if first <= address < end and (live := mapping()) is not None:
+            live.madvise(mmap.MADV_DONTNEED)
+            return True
+    return False
 
 
 def _sample_look(entries: list[tuple[Path, int]], size: tuple[int, int] | None) -> tuple[str, tuple[int, int], str]:
@@ -122,10 +158,10 @@ def _decode_chunk(task: tuple[int, list[str], str, tuple[int, int]]) -> tuple[in
     return start, out.tobytes(), errors
 
 
-def _build(folder: Path, entries: list[tuple[Path, int]], size: tuple[int, int] | None, split: Any,
+def _build(folder: Path, entries: list[tuple[Path, int]], labelled: bool, size: tuple[int, int] | None, split: Any,
            root: Path, key: str) -> None:
     labels = np.array([label for _, label in entries])
-    train, heldout = split(labels if labels.max() >= 0 else None)
+    train, heldout = split(labels if labelled else None)
     order = np.concatenate([train, heldout])
     mode, target, native = _sample_look(entries, size)
     channels = 1 if mode == "L" else 3

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from trilemma.data import Dataset
+from trilemma.data.streaming import release_pages
 from trilemma.evaluation.reference import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
@@ -184,6 +185,8 @@ def _memorisation(dataset: Dataset, extractor: FeatureExtractor, cache: FeatureC
         return x.reshape(len(x), -1)  # uint8 rows, converted a block at a time (a view of a streamed set)
 
     in_pixels = memorisation(pixels(dataset.x_train), pixels(dataset.x_heldout), pixels(fake), uint8_scale=1 / 255)
+    for part in (dataset.x_train, dataset.x_heldout):
+        release_pages(part)  # a streamed set's pages, mapped by the reads above (else nothing)
     details["memorisation_features"] = in_features
     details["memorisation_pixels"] = in_pixels
     return {

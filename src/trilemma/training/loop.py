@@ -106,9 +106,9 @@ def train(
     when the machine is busy; the caller's setting is restored afterwards).
 
     ``on_step(step, elapsed, family, ema)`` is called after each step (on a GPU after each window
-    of steps whose losses are read back together, `trilemma.training.sync`; ``sync_every`` fixes
-    the window's length) with the training seconds so far; time spent inside it is not counted against the budget. Returning True stops the
-    run with a checkpoint, as Ctrl-C does (the caller can then resume).
+    of steps read back together, `training.sync`; ``sync_every`` fixes its length) with the
+    training seconds so far; time spent inside it is not counted against the budget. Returning
+    True stops the run with a checkpoint, as Ctrl-C does (the caller can then resume).
 
     Under torchrun this is called on every rank, with identical weights and EMA on each (the
     EMA is kept on every rank so that sampling can be split across them). The run stops when
