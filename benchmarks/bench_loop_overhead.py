@@ -1,20 +1,23 @@
-"""What the training loop costs on a CPU: steps per CPU-second of a family's bare training step
-against the same family trained through `trilemma.training.train`.
+"""What the training loop costs: steps per second of a family's bare training step against the
+same family trained through `trilemma.training.train`, measured in pairs.
 
     python benchmarks/bench_loop_overhead.py [--data mnist] [--seconds 20] [--families vae,gan,diffusion]
     python benchmarks/bench_loop_overhead.py --device cuda   # wall seconds; target ≥ 90% there
 
 Both run single-threaded in this process, as `compare` trains. The bare step repeats
-`family.training_step` on one fixed batch (no data order, EMA, budget clock, divergence check,
-checkpoint or progress). Through the loop, a run of as many steps as the bare step did in
-`--seconds` is timed twice: by the loop's own clock (its steps only) and by the process's CPU
-time around the whole `train()` call (start-up, the step-0 and final checkpoints included). The
-bare step is measured before and after the loop and averaged, so that a host that changes speed
-in between shows as a spread. Target (issue 22): through the loop ≥ 95% of the bare rate on a
-CPU. With --device cuda the same comparison runs on the GPU by the wall clock (the bare steps
-queued back to back, one synchronisation at the end; the loop reading its losses back once per
-window, `trilemma.training.sync`), against a target of 90%.
-Run it on a quiet machine; the figures go to benchmarks/results/loop-overhead.jsonl.
+`family.training_step` of a second copy of the family on one fixed batch (no data order, EMA,
+budget clock, divergence check, checkpoint or progress). A shared host drifts by several per
+cent within a minute (measured here: the same bare step at 81 and 92 ms a few seconds apart,
+and bare rates of 14 and 19 steps per CPU-second in one run), so timings taken one after the
+other compare the host's moods as much as the loop. The two are therefore interleaved: the
+loop trains for about `--seconds` of its own clock, and after each of its windows of steps (one
+step on a CPU, `trilemma.training.sync`), inside the `on_step` callback whose time the loop
+does not count, the bare step runs as many times as the window had steps and is timed on the
+same clock (CPU seconds of this process on a CPU; on a GPU wall seconds with a synchronisation
+either side). The loop's figure is its own clock, which leaves out start-up and the step-0 and
+final checkpoints; the whole call's figure is the CPU time around `train()` less the bare
+steps', which keeps them. Target (issue 22): through the loop ≥ 95% of the bare rate on a CPU,
+≥ 90% on a GPU. Run it on a quiet machine; the figures go to benchmarks/results/loop-overhead.jsonl.
 """
 
 from __future__ import annotations
@@ -34,25 +37,37 @@ from trilemma.data import load_data
 from trilemma.training import Budget, train
 
 
-def bare_rate(name: str, data, seconds: float, device: torch.device) -> float:
-    """Steps per second (CPU seconds on a CPU) of the bare training step on one fixed batch."""
+def paired_rates(name: str, data, seconds: float, device: torch.device) -> dict:
+    """The loop's and the bare step's rates over the same stretch of time, interleaved."""
+    cuda = device.type == "cuda"
+    clock = time.perf_counter if cuda else time.process_time
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     _, _, step = bare_training_step(name, data, device)
-    if device.type == "cuda":
-        steps, seconds_taken = repeat_for(seconds, step, finish=torch.cuda.synchronize)
-    else:
-        steps, seconds_taken = repeat_for(seconds, step, clock=time.process_time)
-    return steps / seconds_taken
+    probe_steps, probe_seconds = repeat_for(min(2.0, seconds / 4), step, clock=clock, finish=sync)
+    steps = max(10, round(probe_steps / probe_seconds * seconds))
+    bare = {"steps": 0, "seconds": 0.0, "last": 0}
 
+    def bare_steps(done: int, *_) -> None:
+        sync()
+        start = clock()
+        for _ in range(done - bare["last"]):
+            step()
+        sync()
+        bare["seconds"] += clock() - start
+        bare["steps"] += done - bare["last"]
+        bare["last"] = done
 
-def loop_rates(name: str, data, steps: int, device: torch.device) -> tuple[float, float]:
-    """Steps per second through `train`: by the loop's clock, and around the whole call."""
-    clock = time.perf_counter if device.type == "cuda" else time.process_time
     with tempfile.TemporaryDirectory() as work:
         start = clock()
         result = train(name, data, Path(work) / name, budget=Budget(steps=steps), progress=False, threads=1,
-                       device=device.type)
-        whole = clock() - start
-    return result.steps / result.seconds, result.steps / whole
+                       device=device.type, on_step=bare_steps)
+        whole = clock() - start - bare["seconds"]
+    bare_rate = bare["steps"] / bare["seconds"]
+    return {"family": name, "device": device.type, "steps": result.steps,
+            "bare_steps_per_s": bare_rate, "loop_steps_per_s": result.steps / result.seconds,
+            "whole_call_steps_per_s": result.steps / whole,
+            "loop_fraction": result.steps / result.seconds / bare_rate,
+            "whole_call_fraction": result.steps / whole / bare_rate}
 
 
 def main() -> None:
@@ -70,23 +85,17 @@ def main() -> None:
     data = load_data(args.data)
     peak = matmul_peak_gflops(device)
     unit = "s" if device.type == "cuda" else "CPU-s"
-    print(f"{args.device}; one thread; float32 matmul peak {peak:.1f} GFLOP/s; {args.data}, {args.seconds:g} {unit} "
-          "per timing")
+    print(f"{args.device}; one thread; float32 matmul peak {peak:.1f} GFLOP/s; {args.data}, about "
+          f"{args.seconds:g} {unit} of the loop, each window followed by as many bare steps")
     rows = []
     for name in args.families.split(","):
-        before = bare_rate(name, data, args.seconds, device)
-        by_clock, whole = loop_rates(name, data, max(10, round(before * args.seconds)), device)
-        after = bare_rate(name, data, args.seconds, device)
-        bare = (before + after) / 2
-        row = {"family": name, "device": args.device, "clock": unit,
-               "bare_steps_per_cpu_s": [before, after], "loop_steps_per_cpu_s": by_clock,
-               "whole_call_steps_per_cpu_s": whole, "loop_fraction": by_clock / bare,
-               "whole_call_fraction": whole / bare}
+        row = {**paired_rates(name, data, args.seconds, device), "clock": unit}
         rows.append(row)
-        print(f"{name:>9}: bare {before:6.2f} / {after:6.2f} steps per {unit}; through the loop {by_clock:6.2f} "
-              f"({100 * row['loop_fraction']:5.1f}%), the whole call {whole:6.2f} ({100 * row['whole_call_fraction']:5.1f}%)")
-    path = record("loop-overhead", {"data": args.data, "seconds": args.seconds, "matmul_peak_gflops": peak,
-                                    "rows": rows})
+        print(f"{name:>9}: bare {row['bare_steps_per_s']:7.2f} steps per {unit}; through the loop "
+              f"{row['loop_steps_per_s']:7.2f} ({100 * row['loop_fraction']:5.1f}%), the whole call "
+              f"{row['whole_call_steps_per_s']:7.2f} ({100 * row['whole_call_fraction']:5.1f}%)")
+    path = record("loop-overhead", {"data": args.data, "seconds": args.seconds, "method": "paired",
+                                    "matmul_peak_gflops": peak, "rows": rows})
     print(f"recorded in {path}")
 
 

@@ -139,6 +139,35 @@ def test_learning_rate_schedule():
     assert learning_rate_scale(50, 1.0, 10, "cosine", 0.1) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("n, world", [(20, 1), (23, 4), (3, 8), (1000, 3)])
+def test_each_ranks_epoch_order_is_what_a_distributed_sampler_gives(n, world):
+    from torch.utils.data.distributed import DistributedSampler
+
+    from trilemma.training.batches import epoch_order
+
+    for rank in range(world):
+        for epoch in (0, 5):
+            sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=7)
+            sampler.set_epoch(epoch)
+            assert epoch_order(n, 7 + epoch, world, rank).tolist() == list(sampler)
+
+
+def test_the_ema_averages_every_float_tensor_and_copies_the_others():
+    from trilemma.ema import EMA
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = EMA(network, power=0.75, max_decay=0.999)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    network.train()(torch.randn(8, 3))  # running statistics and the batch count move
+    network.load_state_dict({k: v + 1 if v.dtype.is_floating_point else v for k, v in network.state_dict().items()})
+    ema.update(3)
+    weight = 1 - ema.decay(3)
+    for name, value in network.state_dict().items():
+        expected = before[name] + weight * (value - before[name]) if value.dtype.is_floating_point else value
+        assert torch.allclose(ema.state_dict()[name], expected), name
+
+
 def test_a_time_budget_on_a_cpu_is_the_steps_calibrated_for_this_machine(grid, tmp_path, monkeypatch):
     from trilemma.training import calibration
 

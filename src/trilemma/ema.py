@@ -18,18 +18,23 @@ class EMA:
         self.power = power
         self.max_decay = max_decay
         self.shadow = copy.deepcopy(network).eval().requires_grad_(False)
+        # The Parameter objects, listed once: moving or loading a module keeps them (only their
+        # data changes), and listing them through state_dict() at every step cost more than the
+        # average itself (137 against 52 microseconds for the 266 K-parameter MLP VAE).
+        # Buffers may be replaced by a move, so they are listed at each update.
+        self._parameters = (list(self.shadow.parameters()), list(network.parameters()))
 
     def decay(self, step: int) -> float:
         return min(self.max_decay, 1.0 - (1.0 + step) ** -self.power)
 
     @torch.no_grad()
     def update(self, step: int) -> None:
-        decay = self.decay(step)
-        averaged = list(self.shadow.state_dict().values())
-        current = list(self.network.state_dict().values())
+        weight = 1.0 - self.decay(step)
+        averaged, current = self._parameters
+        averaged, current = [*averaged, *self.shadow.buffers()], [*current, *self.network.buffers()]
         floats = [(a, c) for a, c in zip(averaged, current) if a.dtype.is_floating_point]
         if floats:
-            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - decay)
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)
         for a, c in zip(averaged, current):
             if not a.dtype.is_floating_point:
                 a.copy_(c)
