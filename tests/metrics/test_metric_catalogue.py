@@ -24,7 +24,8 @@ COLUMNS_ON_FILE = (
     "modes_covered", "num_modes", "high_quality_fraction", "sharpness", "samples_per_s", "nfe",
     "train_seconds", "steps", "images_per_s", "parameters", "training_gflops_per_image",
     "fraction_of_peak", "peak_memory_bytes", "training_state_bytes", "near_copy_fraction",
-    "label_agreement", "cas", "rollbacks", "collapse_step", "reconstruction_fid",
+    "label_agreement", "cas", "rollbacks", "collapse_step", "reconstruction_fid", "c_t", "authpct",
+    "generalisation_gap",
 )
 CURVE_KEYS_ON_FILE = ("fid", "kid_mean", "precision", "recall", "density", "coverage",
                       "classes_covered", "modes_covered", "high_quality_fraction",

@@ -93,9 +93,10 @@ class FamilyJob:
                 "phase": phase, "step": step, "budget_seconds": budget_seconds,
                 "process_cpu_seconds": time.process_time(), "pid": os.getpid()})
 
-    def _score(self, x: np.ndarray, provenance: dict[str, Any], y: np.ndarray | None = None) -> dict[str, Any]:
+    def _score(self, x: np.ndarray, provenance: dict[str, Any], y: np.ndarray | None = None,
+               copying: bool = True) -> dict[str, Any]:
         return evaluate(x, self.dataset, samples_y=y, extractor=self.extractor, seed=self.seed,
-                        provenance=provenance, cache=self.cache)
+                        provenance=provenance, cache=self.cache, copying=copying)
 
     def _checkpoints_due(self) -> list[float]:
         """Budget fractions at which a curve point is taken during training (not the end)."""
@@ -152,7 +153,7 @@ class FamilyJob:
         s = self.settings
         with ema.applied():
             samples = generate(family, self.dataset.normalizer, s.n_curve, seed=10_000 + self.seed)
-        result = self._score(samples.x, {"seed": 10_000 + self.seed, "nfe": samples.nfe})
+        result = self._score(samples.x, {"seed": 10_000 + self.seed, "nfe": samples.nfe}, copying=False)
         point = {**_curve_point(result, step, elapsed, s.n_curve), "fraction": fraction}
         if distributed.is_main():
             append_curve(self.curve_path, point)
@@ -190,7 +191,7 @@ class FamilyJob:
 
         cost = training_cost(self.run_dir, peak_gflops=self.peak_gflops)
         curve = read_curve(self.curve_path)
-        end = self._score(samples.x[: s.n_curve], {**provenance, "n_of_final": s.n_curve})
+        end = self._score(samples.x[: s.n_curve], {**provenance, "n_of_final": s.n_curve}, copying=False)
         end_point = _curve_point(end, cost["steps"], cost["train_seconds"], min(s.n_curve, s.n_samples))
         end_point["fraction"] = 1.0
         curve = [p for p in curve if p.get("fraction", 0) < 1.0] + [end_point]
@@ -225,7 +226,7 @@ class FamilyJob:
         parts = [family.decode(family.encode(run.normalizer.to_model(real[i:i + 500]).to(family.device))[0])
                  for i in range(0, len(real), 500)]
         x = run.normalizer.from_model(torch.cat(parts))
-        result = self._score(x, {"seed": self.seed, "reconstructions_of": "heldout"})
+        result = self._score(x, {"seed": self.seed, "reconstructions_of": "heldout"}, copying=False)
         return {"fid": result["metrics"]["fid"], "n": len(real)}
 
     def _best_rate(self, run: Any, samples: Any) -> float:

@@ -81,6 +81,7 @@ def evaluate(
     provenance: Mapping[str, Any],
     cache: FeatureCache | None = None,
     source: str = "samples",
+    copying: bool = True,
 ) -> dict[str, Any]:
     """Every metric of `samples_x` against `dataset`, with the provenance of each number.
 
@@ -92,7 +93,9 @@ def evaluate(
     drives every random choice of the evaluation (that subset, KID's subsets). `provenance`:
     how the samples were made, e.g. ``{"sampler": "ddim", "steps": 20, "nfe": 20, "seed": 0,
     "run": {...}}``; its ``seed`` is recorded as the sampling seed. `cache` keeps features
-    across calls.
+    across calls. `copying`: also the data-copying figures of `trilemma.metrics.copying`
+    (AuthPct, C_T, the generalisation gap; seconds on a CPU, so a training curve's points leave
+    them out).
 
     Returns ``{"kind", "metrics", "details", "provenance", "notes"}``: ``metrics`` holds the
     scalar numbers (for images ``fid`` with ``fid_name``, also under that name, e.g.
@@ -113,9 +116,9 @@ def evaluate(
         if extractor is None:
             extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape)
         result = evaluate_images(samples, samples_y, dataset, extractor, reference, n_real,
-                                 seed, cache)
+                                 seed, cache, copying)
     else:
-        result = evaluate_points(samples, dataset, reference, n_real, seed)
+        result = evaluate_points(samples, dataset, reference, n_real, seed, copying)
     caller = dict(provenance)
     sampling_seed = caller.pop("seed", None)
     result["provenance"] = {

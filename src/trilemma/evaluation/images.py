@@ -23,6 +23,7 @@ from trilemma.evaluation.reference import (
 )
 from trilemma.metrics.cas import classification_accuracy_score
 from trilemma.metrics.classes import class_histogram, classifier_score, confident_fraction
+from trilemma.metrics.copying import copying_figures
 from trilemma.metrics.features import (
     DomainClassifierExtractor,
     FeatureCache,
@@ -45,7 +46,7 @@ CLASS_COVERAGE_SHARE = 0.1
 
 def evaluate_images(fake: torch.Tensor, fake_y: torch.Tensor | None, dataset: Dataset,
                     extractor: FeatureExtractor, split: str, n_real: int | None, seed: int,
-                    cache: FeatureCache) -> dict[str, Any]:
+                    cache: FeatureCache, copying: bool = True) -> dict[str, Any]:
     """`evaluate`'s result for uint8 NCHW images `fake` (and the labels asked for, if any)."""
     real = reference_set(dataset, split, n_real, seed, extractor, cache)
     fake_features = cached_features(extractor, fake, cache)
@@ -63,7 +64,7 @@ def evaluate_images(fake: torch.Tensor, fake_y: torch.Tensor | None, dataset: Da
     sharpness = sharpness_against_real(real.x, fake)
     metrics["relative_sharpness"] = sharpness["relative"]
     details["laplacian_variance"] = {"real": sharpness["real"], "generated": sharpness["generated"]}
-    metrics.update(_memorisation(dataset, extractor, cache, fake, fake_features, details))
+    metrics.update(_memorisation(dataset, extractor, cache, fake, fake_features, details, copying))
 
     notes = [
         (f"{name} is biased upwards at small n, so it is reported with n and with KID beside "
@@ -175,11 +176,13 @@ def _classification_accuracy(dataset: Dataset, fake: torch.Tensor, fake_y: torch
 
 def _memorisation(dataset: Dataset, extractor: FeatureExtractor, cache: FeatureCache,
                   fake: torch.Tensor, fake_features: np.ndarray,
-                  details: dict[str, Any]) -> dict[str, float]:
-    """Nearest-training-image distances against held-out images', in features and in pixels."""
+                  details: dict[str, Any], copying: bool) -> dict[str, float]:
+    """Nearest-training-image distances against held-out images', in features and in pixels;
+    with `copying`, AuthPct, C_T and the generalisation gap in features."""
     train_features = cached_features(extractor, dataset.x_train, cache)
     heldout_features = cached_features(extractor, dataset.x_heldout, cache)
     in_features = memorisation(train_features, heldout_features, fake_features)
+    copied = copying_figures(train_features, heldout_features, fake_features, details) if copying else {}
 
     def pixels(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), -1)  # uint8 rows, converted a block at a time (a view of a streamed set)
@@ -190,6 +193,7 @@ def _memorisation(dataset: Dataset, extractor: FeatureExtractor, cache: FeatureC
     details["memorisation_features"] = in_features
     details["memorisation_pixels"] = in_pixels
     return {
+        **copied,
         "memorisation_ratio_features": in_features["median_ratio"],
         "near_copy_fraction_features": in_features["near_copy_fraction"],
         "memorisation_ratio_pixels": in_pixels["median_ratio"],

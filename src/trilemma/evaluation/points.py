@@ -14,6 +14,7 @@ from trilemma.data import Dataset
 from trilemma.data.mixtures import MIXTURES
 from trilemma.evaluation.inputs import builtin_name
 from trilemma.evaluation.reference import PRDC_K, RAW_COORDINATES, reference_set
+from trilemma.metrics.copying import copying_figures
 from trilemma.metrics.frechet import fid, frechet_bias_estimate
 from trilemma.metrics.memorisation import memorisation
 from trilemma.metrics.modes import mode_statistics_for
@@ -25,7 +26,7 @@ def _finite(value: float) -> float | None:
 
 
 def evaluate_points(fake: torch.Tensor, dataset: Dataset, split: str, n_real: int | None,
-                    seed: int) -> dict[str, Any]:
+                    seed: int, copying: bool = True) -> dict[str, Any]:
     """`evaluate`'s result for float64 (N, D) points `fake`."""
     real = reference_set(dataset, split, n_real, seed, None, None)
     fake_points = fake.numpy()
@@ -57,6 +58,8 @@ def evaluate_points(fake: torch.Tensor, dataset: Dataset, split: str, n_real: in
     metrics["memorisation_ratio"] = in_coordinates["median_ratio"]
     metrics["near_copy_fraction"] = in_coordinates["near_copy_fraction"]
     details["memorisation"] = in_coordinates
+    if copying:
+        metrics.update(copying_figures(dataset.x_train.numpy(), dataset.x_heldout.numpy(), fake_points, details))
     provenance = {
         "extractor": RAW_COORDINATES,
         "extractor_sha256": None,

@@ -182,6 +182,7 @@ METRICS: tuple[Metric, ...] = (
     # Images are judged in feature space, points in their coordinates: one column for both.
     Metric("near_copy_fraction", "near copies of training data", "memorisation", ".3f", "lower",
            source=("metrics.near_copy_fraction_features", "metrics.near_copy_fraction")),
+    Metric("authpct_heldout", "AuthPct of held-out, %", EVALUATE_ONLY, ".1f"),
     Metric("memorisation_ratio", "nearest-train ratio", EVALUATE_ONLY, ".3f"),
     Metric("memorisation_ratio_features", "nearest-train ratio (features)", EVALUATE_ONLY, ".3f"),
     Metric("near_copy_fraction_features", "near copies (features)", EVALUATE_ONLY, ".3f", "lower"),
@@ -199,6 +200,11 @@ METRICS: tuple[Metric, ...] = (
     # (declared last, so that results.csv files keep their older columns in place).
     Metric("reconstruction_fid", "{fid_name} of the autoencoder's reconstructions (fidelity floor)",
            "fidelity", better="lower", source=("reconstruction.fid",)),
+    # Data copying beyond near-copies (`metrics.copying`), of a run's final samples.
+    Metric("c_t", "data-copying C_T", "memorisation", ".2f"),
+    Metric("authpct", "authentic (AuthPct), %", "memorisation", ".1f", "higher"),
+    Metric("generalisation_gap", "FLD generalisation gap, %", "memorisation",
+           ".1f", "lower"),
 )
 
 BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}
