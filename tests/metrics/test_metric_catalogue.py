@@ -24,8 +24,8 @@ COLUMNS_ON_FILE = (
     "modes_covered", "num_modes", "high_quality_fraction", "sharpness", "samples_per_s", "nfe",
     "train_seconds", "steps", "images_per_s", "parameters", "training_gflops_per_image",
     "fraction_of_peak", "peak_memory_bytes", "training_state_bytes", "near_copy_fraction",
-    "label_agreement", "cas", "rollbacks", "collapse_step", "reconstruction_fid", "c_t", "authpct",
-    "generalisation_gap",
+    "label_agreement", "cas", "rollbacks", "collapse_step", "reconstruction_fid", "reverse_kl_modes",
+    "modes_floor", "c_t", "authpct", "generalisation_gap",
 )
 CURVE_KEYS_ON_FILE = ("fid", "kid_mean", "precision", "recall", "density", "coverage",
                       "classes_covered", "modes_covered", "high_quality_fraction",
@@ -45,8 +45,10 @@ def results(tmp_path_factory):
     rng = np.random.default_rng(1)
     np.save(path, rng.normal(size=(300, 3)).astype(np.float32))
     blob = load_data(str(path))
+    stacked = load_data("stacked-mnist")
     return {"images": labelled, "mixture": evaluate(ring_points, ring, provenance={}),
-            "points": evaluate(rng.normal(size=(200, 3)), blob, provenance={})}
+            "points": evaluate(rng.normal(size=(200, 3)), blob, provenance={}),
+            "stacked": evaluate(stacked.x_heldout[:300], stacked, n_real=300, provenance={})}
 
 
 def _figures(result):

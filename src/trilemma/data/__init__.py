@@ -1,7 +1,7 @@
 """A data spec becomes a Dataset: built-in sets, 2-D mixtures, image folders, array files.
 
 Spec grammar: ``SOURCE[:key=value[:key=value…]]`` where SOURCE is a built-in name
-(``mnist``, ``digits``, ``ring8``, ``grid25``) or a path, and the options are
+(``mnist``, ``digits``, ``ring8``, ``grid25``, ``stacked-mnist``) or a path, and the options are
 ``classes=1-9`` / ``classes=0,3,5-7`` (keep only these classes) and, for image folders,
 ``size=32`` or ``size=32x48`` (height x width), and ``stream=yes|no`` (default: yes for a
 folder of `STREAM_FROM` images or more): decode the folder once into a memory-mapped cache on
@@ -25,7 +25,7 @@ from trilemma.errors import DataError, printable
 __all__ = ["BUILTIN_NAMES", "Dataset", "Normalizer", "check_output_apart", "load_data", "parse_classes",
            "parse_spec"]
 
-BUILTIN_NAMES = ("mnist", "digits", "ring8", "grid25")
+BUILTIN_NAMES = ("mnist", "digits", "ring8", "grid25", "stacked-mnist")
 SPLIT_SEED = 0  # fixed: every family and every run sees the same split
 HELDOUT_FRACTION = 0.2
 MIXTURE_TRAIN, MIXTURE_HELDOUT = 20_000, 2_500
@@ -121,6 +121,13 @@ def _read_builtin(name: str):
         return images, digits.target.astype(np.int64), names, {
             "source": "sklearn.datasets.load_digits (1,797 8x8 images, 0-16 scaled to 0-255)"
         }
+    if name == "stacked-mnist":
+        from trilemma.data.stacked import stacked_mnist
+
+        digits, digit_labels, _, _ = _builtin("mnist")
+        train, heldout = split_indices(len(digits), digit_labels, HELDOUT_FRACTION, SPLIT_SEED)
+        images, info = stacked_mnist(digits, train, heldout, SPLIT_SEED)
+        return images, None, [], info
     mixture = MIXTURES[name]()
     rng = np.random.default_rng(SPLIT_SEED)
     points = mixture.sample(MIXTURE_TRAIN + MIXTURE_HELDOUT, rng)
@@ -158,7 +165,10 @@ def load_data(spec: str) -> Dataset:
         name = printable(path.name)
     kind = "points" if x.ndim == 2 else "image"
     fraction = info.pop("heldout_fraction", HELDOUT_FRACTION)
-    train, heldout = split_indices(len(x), labels, fraction, SPLIT_SEED)
+    if "train_count" in info:  # a built-in made of parts of another set's split keeps it
+        train, heldout = np.arange(info["train_count"]), np.arange(info["train_count"], len(x))
+    else:
+        train, heldout = split_indices(len(x), labels, fraction, SPLIT_SEED)
     if "classes" in options:
         train, heldout = _kept_classes(spec, options, labels, class_names, train, heldout, info)
     info.update(spec=spec, split_seed=SPLIT_SEED, heldout_fraction=fraction)

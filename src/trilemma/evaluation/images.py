@@ -28,16 +28,19 @@ from trilemma.metrics.features import (
     DomainClassifierExtractor,
     FeatureCache,
     FeatureExtractor,
+    StackedDigitsExtractor,
     cached_features,
     frechet_name,
 )
 from trilemma.metrics.frechet import fid, frechet_bias_estimate
 from trilemma.metrics.kernel import kid
 from trilemma.metrics.memorisation import memorisation
+from trilemma.metrics.modes import categorical_mode_statistics, finite_sample_ceiling
 from trilemma.metrics.prdc import prdc
 from trilemma.metrics.sharpness import sharpness_against_real
 from trilemma.metrics.vendi import vendi_score
 
+STACKED_MODES = 1_000
 # A class counts as covered when it holds at least this share of what a uniform spread would
 # give it: a 98%-accurate classifier scatters ~2% of the samples over other classes, and at
 # min_count = 1 those errors alone would "cover" the classes a collapsed model never makes.
@@ -59,6 +62,8 @@ def evaluate_images(fake: torch.Tensor, fake_y: torch.Tensor | None, dataset: Da
     if isinstance(extractor, DomainClassifierExtractor):
         min_count = max(1, math.ceil(CLASS_COVERAGE_SHARE * m / extractor.num_classes))
         metrics.update(_classes(extractor, real, fake, fake_features, fake_y, min_count, details))
+    if isinstance(extractor, StackedDigitsExtractor):
+        metrics.update(_stacked_modes(extractor, real, fake, details))
     if fake_y is not None and dataset.y_heldout is not None and dataset.num_classes:
         metrics.update(_classification_accuracy(dataset, fake, fake_y, seed))
     sharpness = sharpness_against_real(real.x, fake)
@@ -172,6 +177,17 @@ def _classification_accuracy(dataset: Dataset, fake: torch.Tensor, fake_y: torch
             dataset.x_train[real_index], dataset.y_train[real_index], dataset.x_heldout,
             dataset.y_heldout, dataset.num_classes, seed=seed),
     }
+
+
+def _stacked_modes(extractor: StackedDigitsExtractor, real: Reference, fake: torch.Tensor,
+                   details: dict[str, Any]) -> dict[str, float]:
+    """Stacked MNIST's 1,000 modes as the classifier reads them, with what a perfect model's
+    as many samples would show and what the real reference images do."""
+    found = categorical_mode_statistics(extractor.modes(fake), STACKED_MODES)
+    ceiling = finite_sample_ceiling(len(fake), STACKED_MODES)
+    details["stacked_modes"] = {**ceiling, "real": categorical_mode_statistics(extractor.modes(real.x), STACKED_MODES)}
+    return {"modes_covered": found["modes_covered"], "num_modes": STACKED_MODES, "reverse_kl_modes": found["reverse_kl"],
+            "modes_floor": ceiling["modes_floor"], "kl_floor": ceiling["kl_floor"]}
 
 
 def _memorisation(dataset: Dataset, extractor: FeatureExtractor, cache: FeatureCache,

@@ -105,6 +105,34 @@ class DomainClassifierExtractor(FeatureExtractor):
         return np.concatenate(out)
 
 
+class StackedDigitsExtractor(FeatureExtractor):
+    """Stacked MNIST (`data.stacked`): the shipped MNIST LeNet on each colour channel, its
+    three feature vectors side by side, and `modes` reading each image's three digits."""
+
+    def __init__(self, device: str | torch.device = "cpu", batch_size: int = 500):
+        super().__init__(device, batch_size)
+        self.digits = DomainClassifierExtractor("mnist", device=device, batch_size=batch_size)
+        self.name = "lenet-mnist-per-channel"
+        self.weights_sha256 = self.digits.weights_sha256
+        self.dim = 3 * self.digits.dim
+        self.limits = ("The MNIST classifier's features of each channel, concatenated: values compare between "
+                       "models scored with this same extractor on stacked-mnist only.")
+
+    def check_images(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[1:]) != (3, 28, 28):
+            raise DataError(f"{self.name} takes images of shape (3, 28, 28); got {tuple(x.shape[1:])}")
+
+    def _embed(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.digits._embed(batch[:, c:c + 1]) for c in range(3)], dim=1)
+
+    def modes(self, images: ImageInput) -> np.ndarray:
+        """Each image's mode, 100 x red + 10 x green + blue digit as the classifier reads them."""
+        x = as_uint8_nchw(images)
+        self.check_images(x)
+        digits = [self.digits.probabilities(x[:, c:c + 1]).argmax(axis=1) for c in range(3)]
+        return 100 * digits[0] + 10 * digits[1] + digits[2]
+
+
 def available_domain_classifiers(weights_dir: str | Path | None = None) -> list[str]:
     """Data-set names with a shipped domain classifier (e.g. ['digits', 'mnist'])."""
     folder = Path(weights_dir) if weights_dir is not None else shipped_weights_dir()
@@ -214,6 +242,8 @@ def extractor_for(data_name: str, image_shape: tuple[int, ...],
     if inception_weights is not None:
         return InceptionV3Extractor(inception_weights, device=device)
     source = data_name.split(":", 1)[0]
+    if source == "stacked-mnist" and tuple(image_shape) == (3, 28, 28):
+        return StackedDigitsExtractor(device=device)
     if source in available_domain_classifiers():
         extractor = DomainClassifierExtractor(source, device=device)
         if tuple(image_shape) == extractor.image_shape:
