@@ -3,8 +3,9 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_evaluation.py [--n 10000] [--device cpu] [--full]
 
 Times feature extraction with the shipped lenet-mnist extractor (both sets), then the Fréchet
-distance, KID (100 subsets of 1,000) and precision/recall/density/coverage (k = 5) on those
-features. Target: 30 s in all on the 2-core development CPU. While other jobs load the
+distance, KID (100 subsets of 1,000), precision/recall/density/coverage (k = 5) and the Vendi
+score of the second set on those features. Target: 30 s in all on the 2-core development CPU
+(issue 20 asks 60 s). While other jobs load the
 cores, use one thread: measured under a load of about 3, KID took 1.4 s on one thread and
 17 s on two, whose threads then wait on each other at every one of its many small operations.
 
@@ -35,6 +36,7 @@ from trilemma.metrics.features import DomainClassifierExtractor
 from trilemma.metrics.frechet import fid
 from trilemma.metrics.kernel import kid
 from trilemma.metrics.prdc import prdc
+from trilemma.metrics.vendi import vendi_score
 
 
 def shifted_copies(images: np.ndarray, n: int, seed: int, max_shift: int = 2) -> np.ndarray:
@@ -84,6 +86,9 @@ def main() -> None:
     start = time.perf_counter()
     scores = prdc(real_features, fake_features, k=5)
     timings["prdc_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    vendi = vendi_score(fake_features)
+    timings["vendi_s"] = time.perf_counter() - start
     timings["total_s"] = sum(timings.values())
     if args.full:
         from trilemma.evaluation import evaluate
@@ -96,14 +101,14 @@ def main() -> None:
           f"{extractor.name} on {args.device}")
     for key, value in timings.items():
         print(f"  {key:<12} {value:7.2f}")
-    print(f"  FD-lenet-mnist {fd:.3f}, KID {kid_mean:.3g} ± {kid_std:.2g}, "
+    print(f"  FD-lenet-mnist {fd:.3f}, KID {kid_mean:.3g} ± {kid_std:.2g}, Vendi {vendi:.1f}, "
           + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     verdict = "within" if timings["total_s"] <= 30 else "OVER"
-    print(f"  {verdict} the 30 s target")
+    print(f"  {verdict} the 30 s target (issue 20 allows 60 s with Vendi)")
     path = record("evaluation", {
         "n": args.n, "device": args.device, "extractor": extractor.name,
         "extractor_sha256": extractor.weights_sha256, **timings,
-        "fd": fd, "kid_mean": kid_mean, "kid_std": kid_std, **scores,
+        "fd": fd, "kid_mean": kid_mean, "kid_std": kid_std, "vendi": vendi, **scores,
     })
     print(f"recorded in {path}")
 
