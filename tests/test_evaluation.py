@@ -2,6 +2,7 @@
 `trilemma evaluate` command on sample files and trained runs."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -255,6 +256,19 @@ def test_cli_evaluates_a_run_and_writes_json(run_cli, vae_run, tmp_path):
     assert p["run"]["train_seconds"] > 0 and p["data"] == "digits"
     assert result["metrics"]["num_classes"] == 10
     assert result["likelihood"]["k"] == 5 and result["likelihood"]["nll_nats"] > 0
+
+
+def test_cli_bounds_a_diffusion_runs_likelihood_and_refuses_it_for_a_vae(run_cli, diffusion_run, vae_run, tmp_path):
+    out = tmp_path / "eval.json"
+    code, stdout, stderr = run_cli("evaluate", diffusion_run, "--n", 200, "--json", out, "--vlb-steps", 20,
+                                   "--device", "cpu")
+    assert code == 0, stderr
+    assert "NLL bound in bits per dimension" in stdout
+    bound = json.loads(out.read_text())["diffusion_bound"]
+    assert bound["steps"] == 20 and bound["n"] == 1000 and bound["split"] == "heldout"
+    assert math.isfinite(bound["nll_nats"]) and bound["space"] == "data"
+    code, _, stderr = run_cli("evaluate", vae_run, "--vlb-steps", 20, "--device", "cpu")
+    assert code == 2 and "--vlb-steps" in stderr and "Traceback" not in stderr
 
 
 def test_cli_evaluates_a_sample_file(run_cli, tmp_path):

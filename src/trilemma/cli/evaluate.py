@@ -42,6 +42,9 @@ def add_evaluate_parser(commands: Any) -> None:
     p.add_argument("--iwae-k", type=int, default=0, metavar="K",
                    help="VAE runs: importance-weighted log-likelihood of the held-out data with "
                    "K samples (default 0: off)")
+    p.add_argument("--vlb-steps", type=int, default=0, metavar="K",
+                   help="diffusion runs: variational bound on the held-out data's negative log-likelihood, "
+                   "in bits per dimension, from K network evaluations per sample (e.g. 100; default 0: off)")
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.set_defaults(run=cmd_evaluate)
@@ -94,6 +97,11 @@ def format_result(result: dict[str, Any]) -> str:
     metrics = result["metrics"]
     rows = [row for key, value in metrics.items()
             if (row := _metric_row(key, value, metrics)) is not None]
+    bound = result.get("diffusion_bound")
+    if bound:
+        where = f"{bound['n']} {bound['split']}, {bound['steps']} levels"
+        rows.append((f"NLL, diffusion bound ({where})", f"{_format(bound['nll_nats'])} nats"))
+        rows.append(("NLL bound in bits per dimension", _format(bound["bits_per_dim"])))
     likelihood = result.get("likelihood")
     if likelihood:
         where = f"{likelihood['n']} {likelihood['split']}, k={likelihood['k']}"
@@ -159,15 +167,16 @@ def _check_request(args: argparse.Namespace) -> tuple[Path, bool]:
     """The source and whether it is a run folder; options that cannot apply are refused first."""
     source = Path(args.source)
     output_file(args.json_out, "--json")
-    if args.iwae_k < 0:
-        raise UnsupportedRequest(f"--iwae-k must be 0 (off) or positive, not {args.iwae_k}")
+    for option, value in (("--iwae-k", args.iwae_k), ("--vlb-steps", args.vlb_steps)):
+        if value < 0:
+            raise UnsupportedRequest(f"{option} must be 0 (off) or positive, not {value}")
     if not source.exists():
         raise DataError(f"{source}: no such sample file or run folder")
     is_run = source.is_dir()
     if not is_run and source.suffix.lower() not in (".npz", ".npy"):
         raise DataError(f"{source}: give an .npz sample file (or .npy) or a run folder")
-    if not is_run and (args.nfe_curve or args.iwae_k):
-        option = "--nfe-curve" if args.nfe_curve else "--iwae-k"
+    if not is_run and (args.nfe_curve or args.iwae_k or args.vlb_steps):
+        option = "--nfe-curve" if args.nfe_curve else "--iwae-k" if args.iwae_k else "--vlb-steps"
         raise UnsupportedRequest(f"{option} needs a run folder, not a sample file")
     if not is_run and args.data is None:
         raise DataError(f"{source}: give --data SPEC, the real data to compare the samples with")
@@ -188,6 +197,9 @@ def _check_run(run: Any, dataset: Any, source: Path, args: argparse.Namespace) -
     if args.iwae_k and not isinstance(run.family, Likelihood):
         raise UnsupportedRequest(f"--iwae-k: {source} is a {run.config['family']} run; "
                                  "only a VAE has an encoder for the likelihood bound")
+    if args.vlb_steps and run.config["family"] != "diffusion":
+        raise UnsupportedRequest(f"--vlb-steps: {source} is a {run.config['family']} run; "
+                                 "the bound is the diffusion family's (for a VAE: --iwae-k)")
 
 
 def _samples_from_run(run: Any, dataset: Any, args: argparse.Namespace):
@@ -269,6 +281,12 @@ def _add_run_figures(result: dict[str, Any], run: Any, dataset: Any, extractor: 
             extractor=extractor, reference=args.reference, n_real=args.n_real,
             batch_size=args.batch_size, cache=cache,
         )
+    if args.vlb_steps:
+        result["diffusion_bound"] = _heldout_bound(run, dataset, args)
+        if dataset.kind == "image":
+            result["notes"].append(
+                "The diffusion bound is a density of dequantised intensities in [0, 256): it compares "
+                "with published bits/dim figures, not with a VAE's Bernoulli NLL of grey levels.")
     if args.iwae_k:
         result["likelihood"] = _heldout_likelihood(run, dataset, args)
         if result["likelihood"]["likelihood"] == "bernoulli":
@@ -279,18 +297,35 @@ def _add_run_figures(result: dict[str, Any], run: Any, dataset: Any, extractor: 
             )
 
 
-def _heldout_likelihood(run: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """IWAE NLL of (up to 1,000) held-out samples, the VAE's own measure of fit."""
+def _heldout_subset(dataset: Any, seed: int, count: int = 1000):
+    """Up to `count` held-out samples, a seeded random subset (the split is stored in index
+    order, often sorted by class), and their index."""
     import numpy as np
     import torch
 
+    count = min(count, len(dataset.x_heldout))
+    index = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(len(dataset.x_heldout), count,
+                                                                        replace=False)))
+    return dataset.x_heldout[index], index
+
+
+def _heldout_bound(run: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The diffusion variational bound of (up to 1,000) held-out samples."""
+    from trilemma.metrics.diffusion_bound import diffusion_negative_log_likelihood
+
+    if run.family.conditional:
+        raise UnsupportedRequest("--vlb-steps: the bound is computed for unconditional diffusion runs only")
+    x, _ = _heldout_subset(dataset, args.seed)
+    result = diffusion_negative_log_likelihood(run.family, x, run.normalizer, steps=args.vlb_steps,
+                                               seed=args.seed)  # the run's EMA weights, as loaded
+    return {**result, "split": "heldout"}
+
+
+def _heldout_likelihood(run: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """IWAE NLL of (up to 1,000) held-out samples, the VAE's own measure of fit."""
     from trilemma.metrics.likelihood import negative_log_likelihood
 
-    count = min(1000, len(dataset.x_heldout))
-    # The split is stored in index order, often sorted by class: take a seeded random subset.
-    index = torch.from_numpy(np.sort(
-        np.random.default_rng(args.seed).choice(len(dataset.x_heldout), count, replace=False)))
-    x = dataset.x_heldout[index]
+    x, index = _heldout_subset(dataset, args.seed)
     labels = None
     if run.family.conditional and dataset.y_heldout is not None:
         labels = dataset.y_heldout[index]
