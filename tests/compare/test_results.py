@@ -44,10 +44,13 @@ def test_every_declared_column_is_in_results_csv_as_its_record_holds_it(small_co
 def test_report_shows_every_figure_the_families_have(small_comparison):
     out, results = small_comparison
     page = html.unescape((out / "report.html").read_text())
-    table = page[page.index("<h2>Every figure</h2>"):page.index("<h2>Quality against training")]
+    table = page[page.index("<h2>Every figure</h2>"):page.index("<h2>Can the features see it?")]
     fid_name = results["families"]["vae"]["fid_name"]
+    untrusted = set(results["ladders"]["untrustworthy"])
+    mark = ' <span class="untrusted">(untrustworthy here: failed a sanity ladder)</span>'
     for metric in RESULT_METRICS:
         has_value = any(f.get(metric.results_column) is not None
                         for f in results["families"].values())
         if metric.within is None:
-            assert (f"<th>{metric.heading(fid_name)}</th>" in table) == has_value, metric.key
+            shown = mark if metric.results_column in untrusted else ""
+            assert (f"<th>{metric.heading(fid_name)}{shown}</th>" in table) == has_value, metric.key

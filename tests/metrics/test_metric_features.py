@@ -23,6 +23,7 @@ from trilemma.metrics.features import (
     images_sha256,
     load_inception,
 )
+from trilemma.metrics.features.base import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +306,61 @@ def test_inception_file_errors_name_the_file_and_the_key(inception_files, tmp_pa
 class _Unsafe:
     def __reduce__(self):
         return (print, ("unpickled!",))
+
+
+# ----------------------------------------------------------------------------- choosing features for a data set
+
+def _user_images(tmp_path, n=40):
+    from trilemma.data import load_data
+
+    x = np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", x)
+    return load_data(str(tmp_path / "images.npy"))
+
+
+def test_standard_inception_is_found_in_the_hub_cache_only_with_its_published_hash(inception_files, tmp_path,
+                                                                                    monkeypatch):
+    import shutil
+
+    from trilemma.evaluation import features as choice
+    from trilemma.nets.inception import INCEPTION_FILE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert choice.hub_checkpoints() == checkpoints
+    dataset = _user_images(tmp_path)
+    with pytest.raises(DataError, match=rf"--features inception: no {INCEPTION_FILE}.*{checkpoints}"):
+        choice.extractor_for_dataset(dataset, "inception")
+    checkpoints.mkdir(parents=True)
+    shutil.copy(inception_files[1], checkpoints / INCEPTION_FILE)
+    assert choice.standard_inception() is None  # a file of that name with another hash is not the standard one
+    digest = file_sha256(checkpoints / INCEPTION_FILE)
+    monkeypatch.setattr(choice, "INCEPTION_SHA256_PREFIX", digest[:8])
+    assert choice.standard_inception() == checkpoints / INCEPTION_FILE
+    assert isinstance(choice.extractor_for_dataset(dataset, "inception"), InceptionV3Extractor)
+    # On a CPU, auto does not embed a folder at 299 x 299: too few images here to learn from, so random.
+    said = []
+    auto = choice.extractor_for_dataset(dataset, "auto", log=said.append)
+    assert isinstance(auto, RandomConvExtractor) and "too few" in said[0]
+
+
+def test_a_named_features_file_is_checked_and_named_when_wrong(inception_files, tmp_path):
+    from trilemma.evaluation.features import extractor_for_dataset
+
+    dataset = _user_images(tmp_path)
+    said = []
+    chosen = extractor_for_dataset(dataset, str(inception_files[2]), log=said.append)
+    assert isinstance(chosen, InceptionV3Extractor)
+    assert "warning" in said[0] and "is not the standard" in said[0]  # an unknown hash: allowed, stated
+    with pytest.raises(DataError, match=r"--features .*nothing\.pth: no such file"):
+        extractor_for_dataset(dataset, str(tmp_path / "nothing.pth"))
+    (tmp_path / "corrupt.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match=r"corrupt\.pth: cannot read"):
+        extractor_for_dataset(dataset, str(tmp_path / "corrupt.pth"))
+    save_file({"cls_token": torch.zeros(1, 1, 8), "pos_embed": torch.zeros(1, 5, 8),
+               "patch_embed.proj.weight": torch.zeros(8, 3, 14, 14)}, str(tmp_path / "dinov2.safetensors"))
+    with pytest.raises(DataError, match=r"dinov2\.safetensors: DINOv2 of width 8 is not supported"):
+        extractor_for_dataset(dataset, str(tmp_path / "dinov2.safetensors"))
+    save_file({"conv.weight": torch.zeros(4, 3, 3, 3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(DataError, match=r"other\.safetensors: not pytorch-fid's Inception"):
+        extractor_for_dataset(dataset, str(tmp_path / "other.safetensors"))

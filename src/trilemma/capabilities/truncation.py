@@ -65,8 +65,8 @@ def fidelity_sweep(
     ``coverage``, ``fd``, ``label_agreement`` (conditional runs with a domain classifier, else
     None), ``seconds``. `options` go to sampling (e.g. ``sampler``, ``steps``).
     """
-    from trilemma.evaluation import builtin_name
-    from trilemma.metrics.features import FeatureCache, extractor_for
+    from trilemma.evaluation.features import extractor_for_dataset
+    from trilemma.metrics.features import FeatureCache
     from trilemma.sampling import generate
 
     family = run.family
@@ -75,7 +75,7 @@ def fidelity_sweep(
     if not values:
         raise UnsupportedRequest("give at least one knob value")
     if dataset.kind == "image" and extractor is None:
-        extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape, device=family.device)
+        extractor = extractor_for_dataset(dataset, device=family.device)
     cache = FeatureCache()
     real, extractor_name = _features(dataset, extractor, dataset.x_heldout, cache)
     if n <= PRDC_K or len(real) <= PRDC_K:

@@ -87,3 +87,26 @@ def check_outputs_apart(args: argparse.Namespace) -> None:
             source = getattr(args, name, None)
             if isinstance(source, str):
                 check_output_apart(output, source, option, spec=name in DATA_SPECS)
+
+
+FEATURES_HELP = ("image features: auto (default: the shipped classifier of a built-in set; on a GPU "
+                 "DINOv2 or the standard Inception file from torch's hub cache; otherwise a network "
+                 "trained on the data's training split, cached), trained, random, dinov2 or inception "
+                 "(those hub-cache files, also on a CPU), or the PATH of a DINOv2 or pytorch-fid "
+                 "Inception weights file")
+
+
+def features_choice(text: str, data_kind: str) -> str:
+    """A --features value checked before anything runs: a known choice, or a file that exists."""
+    from trilemma.errors import DataError, UnsupportedRequest
+    from trilemma.evaluation.features import CHOICES
+
+    if text != "auto" and data_kind != "image":
+        raise UnsupportedRequest(f"--features {text}: the data holds points, which are compared in "
+                                 "their own coordinates")
+    if text in CHOICES:
+        return text
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise DataError(f"--features {text}: no such file (give a weights file, or one of {', '.join(CHOICES)})")
+    return str(path.resolve())

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from trilemma.cli.arguments import positive_float, positive_int
+from trilemma.cli.arguments import FEATURES_HELP, features_choice, positive_float, positive_int
 from trilemma.errors import UnsupportedRequest
 
 
@@ -44,6 +44,7 @@ def add_compare_parser(commands: Any) -> None:
     p.add_argument("--parallel-families", action="store_true",
                    help="under torchrun: train the families at the same time, each on its own group "
                    "of ranks (equal groups of N // jobs ranks), rather than one after another on all")
+    p.add_argument("--features", default="auto", metavar="auto|trained|random|dinov2|inception|PATH", help=FEATURES_HELP)
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     p.set_defaults(run=cmd_compare)
 
@@ -68,7 +69,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         families = parse_families(",".join(dict.fromkeys(families + hybrid_families(dataset.kind))))
     changes: dict[str, Any] = {"data": args.data, "families": families,
                                "seeds": args.seeds, "device": args.device, "precision": args.precision,
-                               "conditional": args.conditional, "capabilities": args.capabilities}
+                               "conditional": args.conditional, "capabilities": args.capabilities,
+                               "features": features_choice(args.features, dataset.kind)}
     if args.minutes:
         changes.update(seconds=args.minutes * 60, steps=None)
     if args.steps:

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from trilemma.cli.arguments import output_file, positive_int
+from trilemma.cli.arguments import FEATURES_HELP, features_choice, output_file, positive_int
 from trilemma.errors import DataError, UnsupportedRequest
 from trilemma.metrics.catalogue import BY_KEY, Metric
 
@@ -31,8 +31,13 @@ def add_evaluate_parser(commands: Any) -> None:
     p.add_argument("--n-real", type=positive_int,
                    help="real reference samples (default: the whole reference split)")
     p.add_argument("--seed", type=int, default=0, help="sampling and evaluation seed")
+    p.add_argument("--features", default="auto", metavar="auto|trained|random|dinov2|inception|PATH", help=FEATURES_HELP)
     p.add_argument("--inception-weights", metavar="PATH",
-                   help="pytorch-fid's Inception weights file: FID comparable with published ones")
+                   help="pytorch-fid's Inception weights file: FID comparable with published ones "
+                   "(the same as --features PATH)")
+    p.add_argument("--ladders", action="store_true",
+                   help="images: also the sanity ladders, what the features can see on this data's held-out "
+                   "images (blur, noise, classes dropped, near-copies); figures that fail one are marked")
     p.add_argument("--reference", choices=["heldout", "train"], default="heldout",
                    help="real split to compare with (default heldout)")
     p.add_argument("--nfe-curve", action="store_true",
@@ -95,8 +100,9 @@ def _format(value: Any) -> str:
 def format_result(result: dict[str, Any]) -> str:
     """The table `trilemma evaluate` prints: metric and value, provenance and notes below."""
     metrics = result["metrics"]
-    rows = [row for key, value in metrics.items()
-            if (row := _metric_row(key, value, metrics)) is not None]
+    untrusted = _untrusted_keys(result.get("ladders"))
+    rows = [(label + (" (untrustworthy here)" if key in untrusted else ""), text) for key, value in metrics.items()
+            if (row := _metric_row(key, value, metrics)) is not None for label, text in [row]]
     bound = result.get("diffusion_bound")
     if bound:
         where = f"{bound['n']} {bound['split']}, {bound['steps']} levels"
@@ -125,6 +131,32 @@ def format_result(result: dict[str, Any]) -> str:
     if result.get("nfe_curve"):
         lines.append("")
         lines.append(format_nfe_curve(result["nfe_curve"]))
+    if result.get("ladders"):
+        lines.append("")
+        lines.append(format_ladders(result["ladders"]))
+    return "\n".join(lines)
+
+
+def _untrusted_keys(ladders: dict[str, Any] | None) -> set[str]:
+    """The metric keys of the results columns the sanity ladders found untrustworthy."""
+    columns = set((ladders or {}).get("untrustworthy") or [])
+    metrics = [m for m in BY_KEY.values() if m.results_column in columns]
+    # A column may be read from another key of evaluate()'s metrics (near-copies: in features).
+    return {m.key for m in metrics} | {path.removeprefix("metrics.") for m in metrics for path in m.source or ()}
+
+
+def format_ladders(ladders: dict[str, Any]) -> str:
+    """The sanity ladders as lines: each ladder's rungs, and each figure's values with its verdict."""
+    lines = [(f"sanity ladders ({ladders['extractor']}, {ladders['n']} held-out images against as many "
+             "training images): does each figure move the way it should?")]
+    for ladder in ladders["ladders"]:
+        lines.append(f"  {ladder['what']}: {' → '.join(ladder['rungs'])}")
+        for key, values in ladder["figures"].items():
+            verdict = "ok" if ladder["passed"][key] else "FAILS: untrustworthy on this data"
+            arrow = "rise" if ladder["expected"][key] == "up" else "fall"
+            lines.append(f"    {key:<20} {' → '.join(_format(v) for v in values)}  (should {arrow}: {verdict})")
+    bad = ladders["untrustworthy"]
+    lines.append(f"untrustworthy on this data: {', '.join(bad)}" if bad else "every figure passed its ladders")
     return "\n".join(lines)
 
 
@@ -226,8 +258,9 @@ def _samples_from_file(source: Path, n: int | None):
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from trilemma.data import load_data
-    from trilemma.evaluation import builtin_name, check_samples, evaluate
-    from trilemma.metrics.features import FeatureCache, extractor_for
+    from trilemma.evaluation import check_samples, evaluate
+    from trilemma.evaluation.features import extractor_for_dataset
+    from trilemma.metrics.features import FeatureCache
 
     source, is_run = _check_request(args)
     run = None
@@ -239,6 +272,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     dataset = load_data(spec)
     if args.inception_weights and dataset.kind != "image":
         raise UnsupportedRequest(f"--inception-weights: {dataset.name} holds points, not images")
+    features = features_choice(args.inception_weights or args.features, dataset.kind)
     if run is not None:
         _check_run(run, dataset, source, args)
         x, y, provenance = _samples_from_run(run, dataset, args)
@@ -249,13 +283,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     extractor = None
     if dataset.kind == "image":
         device = run.family.device if run is not None else args.device
-        extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape,
-                                  inception_weights=args.inception_weights, device=device)
+        extractor = extractor_for_dataset(dataset, features, device=device)
     cache = FeatureCache()
     result = evaluate(x, dataset, samples_y=y, extractor=extractor, n_real=args.n_real,
                       reference=args.reference, seed=args.seed, provenance=provenance,
                       cache=cache, source=str(source))
     _add_run_figures(result, run, dataset, extractor, cache, args)
+    if args.ladders and extractor is not None:
+        from trilemma.evaluation.ladders import sanity_ladders
+
+        result["ladders"] = sanity_ladders(dataset, extractor, cache, seed=args.seed)
 
     from trilemma import distributed
 

@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from trilemma.compare import figures, hybrids_section, machine_section
+from trilemma.compare import figures, hybrids_section, ladders_section, machine_section
 from trilemma.io import write_text
 from trilemma.metrics.catalogue import BY_KEY, RESULT_METRICS, TABLES, Metric
 
@@ -19,6 +19,7 @@ STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
 main{max-width:1100px;margin:0 auto;padding:24px 28px 60px;background:#fff}
 h1{margin:0 0 4px;font-size:28px} h2{margin-top:36px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+.untrusted{color:#b00;font-weight:normal;font-size:12px}
 .sub{color:#57606a;margin:0 0 18px}
 .box{border:2px solid #2ca02c;border-radius:8px;padding:12px 18px;background:#f0fff4}
 .box h2{margin-top:4px;border:none}
@@ -71,6 +72,7 @@ def _metrics_table(results: dict[str, Any]) -> str:
     """Every results column with a row of its own, grouped by the tables of its declaration."""
     families = results["families"]
     fid_name = next(iter(families.values())).get("fid_name") or "FD"
+    untrusted = set((results.get("ladders") or {}).get("untrustworthy") or [])
     head = "".join(f"<th>{_e(n)}</th>" for n in families)
     rows = []
     for table in TABLES:
@@ -78,11 +80,11 @@ def _metrics_table(results: dict[str, Any]) -> str:
                  and any(f.get(m.results_column) is not None for f in families.values())]
         if shown:
             rows.append(f'<tr><th class="group" colspan="{len(families) + 1}">{_e(table)}</th></tr>')
-        rows += [_metric_row(metric, families, fid_name) for metric in shown]
+        rows += [_metric_row(metric, families, fid_name, metric.results_column in untrusted) for metric in shown]
     return f"<table><tr><th>figure</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def _metric_row(metric: Metric, families: dict[str, Any], fid_name: str) -> str:
+def _metric_row(metric: Metric, families: dict[str, Any], fid_name: str, untrusted: bool = False) -> str:
     column = metric.results_column
     cells = []
     for f in families.values():
@@ -93,7 +95,8 @@ def _metric_row(metric: Metric, families: dict[str, Any], fid_name: str) -> str:
             total = BY_KEY[metric.out_of]
             text += f" / {_figure(total, f.get(total.results_column))}"
         cells.append(f'<td class="num">{text}</td>')
-    return f"<tr><th>{_e(metric.heading(fid_name))}</th>{''.join(cells)}</tr>"
+    mark = ' <span class="untrusted">(untrustworthy here: failed a sanity ladder)</span>' if untrusted else ""
+    return f"<tr><th>{_e(metric.heading(fid_name))}{mark}</th>{''.join(cells)}</tr>"
 
 
 def _recommendation(results: dict[str, Any]) -> str:
@@ -205,7 +208,7 @@ def render_report(results: dict[str, Any]) -> str:
         "<h2>The trilemma at a glance</h2>",
         _img(figures.trilemma_triangle(results, scores), "trilemma triangle"),
         "<h2>Samples</h2>", _grids(results),
-        "<h2>Every figure</h2>", _metrics_table(results),
+        "<h2>Every figure</h2>", _metrics_table(results), ladders_section.render(results),
         "<h2>Quality against training time</h2>",
         _img(figures.training_curves(results), "quality during training"),
         "<h2>Fidelity against diversity</h2>",

@@ -40,11 +40,13 @@ def _spread(values: list[Any]) -> tuple[Any, Any]:
 
 
 def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset: Dataset, *,
-              device: dict[str, Any], peak_gflops: float, peak_precision: str = "fp32") -> dict[str, Any]:
+              device: dict[str, Any], peak_gflops: float, peak_precision: str = "fp32",
+              ladders: dict[str, Any] | None = None) -> dict[str, Any]:
     """results.json's content: per family the mean of every figure over seeds, its standard
     deviation (``FIELD_std``, seeds > 1), the per-seed figures, curves, collapses seen on them,
     divergence rollbacks and provenance; then the claims checked against them and the
-    recommendation for the settings' priorities."""
+    recommendation for the settings' priorities, which leaves out the figures `ladders` (the
+    sanity ladders of the image features, if any) found untrustworthy."""
     from trilemma.compare.claims import check_claims
     from trilemma.compare.contention import warnings
     from trilemma.compare.scoring import recommend
@@ -96,6 +98,7 @@ def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset:
         "matmul_peak_precision": peak_precision,
         "families": families,
         "warnings": warnings(records, peak_gflops if device.get("type", "cpu") == "cpu" else None),
+        "ladders": ladders,
     }
     results["claims"] = check_claims(results)
     results["recommendation"] = recommend(results, settings.priorities)

@@ -40,10 +40,10 @@ from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset, check_output_apart, load_data
 from trilemma.device import DTYPES, describe_device, resolve_device, resolve_precision
 from trilemma.errors import RunError, UnsupportedRequest
-from trilemma.evaluation import builtin_name
+from trilemma.evaluation.features import extractor_for_dataset
 from trilemma.families import family_class
 from trilemma.io.atomic import is_leftover, remove_leftovers
-from trilemma.metrics.features import FeatureCache, extractor_for
+from trilemma.metrics.features import FeatureCache, FeatureExtractor
 from trilemma.metrics.speed import matmul_peak_gflops
 from trilemma.sampling import load_run
 from trilemma.training import Budget
@@ -139,6 +139,8 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
     pending = [(family, seed) for seed in range(settings.seeds) for family in settings.families
                if not (run_dir_of(out_dir, family, seed) / "evaluation.json").exists()]
     budgets = _budgets(settings, dataset, device, log) if pending else {}
+    # Chosen (and, for a user's folder, trained and cached) once, before any job asks for it.
+    extractor = extractor_for_dataset(dataset, settings.features, device, log) if dataset.kind == "image" else None
     if side_by_side and pending:
         from trilemma.compare.side_by_side import run_jobs
 
@@ -148,13 +150,14 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
         from trilemma.compare.parallel_families import run_in_parallel
 
         run_in_parallel(pending, out_dir, lambda jobs: _run_one_by_one(
-            settings, dataset, out_dir, budgets, peak, _Log(progress, log.started), False, on_family_done,
-            only=jobs), log)
+            settings, dataset, extractor, out_dir, budgets, peak, _Log(progress, log.started), False,
+            on_family_done, only=jobs), log)
     elif pending:
-        _run_one_by_one(settings, dataset, out_dir, budgets, peak, log, progress, on_family_done)
+        _run_one_by_one(settings, dataset, extractor, out_dir, budgets, peak, log, progress, on_family_done)
     records = [_record(out_dir, family, seed, log) for seed in range(settings.seeds) for family in settings.families]
+    ladders = _ladders(dataset, extractor, out_dir, log) if extractor is not None else None
     results = summarise(records, settings, dataset, device=describe_device(device), peak_gflops=peak,
-                        peak_precision=peak_precision)
+                        peak_precision=peak_precision, ladders=ladders)
     if settings.capabilities:
         results["capabilities"] = _capabilities(settings, dataset, out_dir, log)
     results["wall_seconds_this_invocation"] = time.perf_counter() - started
@@ -204,13 +207,13 @@ def _budgets(settings: CompareSettings, dataset: Dataset, device: torch.device, 
     return budgets
 
 
-def _run_one_by_one(settings: CompareSettings, dataset: Dataset, out_dir: Path, budgets: dict[str, Budget],
+def _run_one_by_one(settings: CompareSettings, dataset: Dataset, extractor: FeatureExtractor | None,
+                    out_dir: Path, budgets: dict[str, Budget],
                     peak: float, log: _Log, progress: bool,
                     on_family_done: Callable[[dict[str, Any]], None] | None,
                     only: list[tuple[str, int]] | None = None) -> None:
     """Every job (or those of `only`) trained and evaluated in turn in this process (with the
     other ranks of its group, under torchrun)."""
-    extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape) if dataset.kind == "image" else None
     cache = FeatureCache()
     jobs = [FamilyJob(settings, dataset, out_dir, family, seed, cache, extractor, progress=progress,
                       peak_gflops=peak, log=log, budget=budgets.get(family))
@@ -255,6 +258,25 @@ def _record(out_dir: Path, family: str, seed: int, log: _Log) -> dict[str, Any]:
         f"{m.get('precision', float('nan')):.2f}, recall {m.get('recall', float('nan')):.2f}, "
         f"{record['speed']['samples_per_s']:.0f} samples/s, {record['training']['steps']} steps")
     return record
+
+
+def _ladders(dataset: Dataset, extractor: FeatureExtractor, out_dir: Path, log: _Log) -> dict[str, Any]:
+    """The sanity ladders of the features in use on this data (`trilemma.evaluation.ladders`),
+    measured once (rank 0 alone) and kept in ladders.json."""
+    from trilemma.evaluation.ladders import sanity_ladders
+
+    path = out_dir / "ladders.json"
+    if path.exists():
+        return read_json(path)
+    if distributed.is_main():
+        log(f"sanity ladders: what {extractor.name} can see on {dataset.name}'s held-out images")
+        with distributed.rank_local():
+            section = sanity_ladders(dataset, extractor, FeatureCache(out_dir / FEATURES))
+        write_json_atomic(path, section)
+        if section["untrustworthy"]:
+            log(f"sanity ladders: untrustworthy on this data: {', '.join(section['untrustworthy'])}")
+    distributed.barrier()
+    return read_json(path)
 
 
 def _capabilities(settings: CompareSettings, dataset: Dataset, out_dir: Path, log: _Log) -> dict[str, Any]:

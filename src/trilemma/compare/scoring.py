@@ -15,6 +15,10 @@ Criteria, each in [0, 1] with 1 for the best family here:
 
 A family whose FD is more than ``REACH`` times the best FD is "out of reach": it is not
 recommended, however fast, while a family within reach exists.
+
+A figure the sanity ladders found untrustworthy on this data (``results["ladders"]``, see
+`trilemma.evaluation.ladders`) is left out of every criterion, and an untrustworthy FD sets no
+reach rule.
 """
 
 from __future__ import annotations
@@ -78,12 +82,15 @@ def criterion_scores(families: dict[str, dict[str, Any]]) -> dict[str, dict[str,
 def recommend(results: dict[str, Any], priorities: dict[str, float]) -> dict[str, Any]:
     """The family with the highest priority-weighted score among those within reach, with the
     reasons: each criterion's leader and figures, and what the choice gives up."""
-    families = results["families"]
+    untrusted = set((results.get("ladders") or {}).get("untrustworthy") or [])
+    families = {name: {k: (None if k in untrusted else v) for k, v in f.items()}
+                for name, f in results["families"].items()}
     if not families:
         return {"family": None, "reasons": ["no family was evaluated"], "scores": {}, "ranking": []}
     scores = criterion_scores(families)
-    best_fd = min(f["fid"] for f in families.values())
-    reachable = {n for n, f in families.items() if f["fid"] <= REACH * best_fd}
+    fds = [f["fid"] for f in families.values() if f.get("fid") is not None]
+    best_fd = min(fds) if fds else None
+    reachable = {n for n, f in families.items() if best_fd is None or f["fid"] <= REACH * best_fd}
     unmeasured = sorted({c for c, w in priorities.items() if w > 0 and
                          all(s.get(c) is None for s in scores.values())})
     totals = {}
@@ -94,6 +101,9 @@ def recommend(results: dict[str, Any], priorities: dict[str, float]) -> dict[str
     ranking = sorted(totals, key=lambda n: (n in reachable, totals[n]), reverse=True)
     choice = ranking[0]
     reasons = _reasons(choice, families, scores, totals, priorities, reachable, best_fd)
+    if untrusted:
+        reasons.append(f"Left out as untrustworthy on this data (they failed a sanity ladder): "
+                       f"{', '.join(sorted(untrusted))}.")
     if unmeasured:
         reasons.append(f"Not measured in this run, so left out of the weighting: {', '.join(unmeasured)}"
                        + (" (needs --seeds 2 or more)." if "stability" in unmeasured else "."))
@@ -111,7 +121,7 @@ def recommend(results: dict[str, Any], priorities: dict[str, float]) -> dict[str
 
 def _reasons(choice: str, families: dict[str, Any], scores: dict[str, dict[str, float | None]],
              totals: dict[str, float], priorities: dict[str, float], reachable: set[str],
-             best_fd: float) -> list[str]:
+             best_fd: float | None) -> list[str]:
     fid_name = families[choice].get("fid_name") or "FD"
     weights = ", ".join(f"{c} {w:g}" for c, w in priorities.items() if w > 0)
     ordered = sorted(totals, key=totals.get, reverse=True)
@@ -130,28 +140,30 @@ def _reasons(choice: str, families: dict[str, Any], scores: dict[str, dict[str, 
         else:
             lines.append(f"On {criterion} it trails {leader} ({values[choice]:.2f} vs "
                          f"{values[leader]:.2f}): {detail}.")
-    out = sorted(set(families) - reachable)
+    out = sorted(set(families) - reachable) if best_fd is not None else []
     if out:
         lines.append(
             f"Out of reach at this budget ({fid_name} more than {REACH:g}x the best, "
             f"{best_fd:.1f}): {', '.join(out)}; not recommended however fast.")
-    if choice not in reachable:
+    if best_fd is not None and choice not in reachable:
         lines.append("No family is within reach of the best; this is the best weighted score.")
     return lines
 
 
 def _figure(criterion: str, families: dict[str, Any]) -> str:
-    def each(key: str, fmt: str) -> str:
-        return ", ".join(f"{n} {format(f[key], fmt)}" for n, f in families.items() if f.get(key) is not None)
+    def each(label: str, key: str, fmt: str) -> str | None:
+        values = ", ".join(f"{n} {format(f[key], fmt)}" for n, f in families.items() if f.get(key) is not None)
+        return f"{label} {values}" if values else None  # None: unmeasured, or left out as untrustworthy
+
+    def joined(*parts: str | None) -> str:
+        return "; ".join(p for p in parts if p) or "no figure left to show"
 
     if criterion == "fidelity":
         name = next(iter(families.values())).get("fid_name") or "FD"
-        return f"{name} {each('fid', '.1f')}; precision {each('precision', '.2f')}"
+        return joined(each(name, "fid", ".1f"), each("precision", "precision", ".2f"))
     if criterion == "diversity":
-        text = f"recall {each('recall', '.2f')}; coverage {each('coverage', '.2f')}"
-        if any(f.get("classes_covered") is not None for f in families.values()):
-            text += f"; classes covered {each('classes_covered', '.0f')}"
-        return text
+        return joined(each("recall", "recall", ".2f"), each("coverage", "coverage", ".2f"),
+                      each("classes covered", "classes_covered", ".0f"))
     if criterion == "speed":
-        return f"samples/s {each('samples_per_s', '.0f')}"
-    return f"FD coefficient of variation across seeds {each('fid_cv', '.2f')}"
+        return joined(each("samples/s", "samples_per_s", ".0f"))
+    return joined(each("FD coefficient of variation across seeds", "fid_cv", ".2f"))

@@ -49,6 +49,7 @@ class CompareSettings:
     priorities: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
     conditional: bool = False
     capabilities: bool = False
+    features: str = "auto"  # image features: `trilemma.evaluation.features.extractor_for_dataset`
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +57,7 @@ class CompareSettings:
     # What must match for a folder to be resumed: everything that changes what is trained or
     # measured. Priorities only change the verdict, so a rerun may change them.
     IDENTITY = ("data", "families", "seconds", "steps", "seeds", "evaluations", "n_samples",
-                "n_curve", "n_nfe", "nfe_steps", "overrides", "precision", "conditional")
+                "n_curve", "n_nfe", "nfe_steps", "overrides", "precision", "conditional", "features")
 
     def differences(self, stored: dict[str, Any]) -> list[str]:
         mine = self.to_json()

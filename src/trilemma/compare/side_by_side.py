@@ -153,8 +153,8 @@ def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, budg
     from trilemma.compare.runner import FEATURES
     from trilemma.data import load_data
     from trilemma.errors import TrilemmaError
-    from trilemma.evaluation import builtin_name
-    from trilemma.metrics.features import FeatureCache, extractor_for
+    from trilemma.evaluation.features import extractor_for_dataset
+    from trilemma.metrics.features import FeatureCache
 
     torch.set_num_threads(1)
     config = CompareSettings(**{**settings, "families": tuple(settings["families"])})
@@ -162,8 +162,8 @@ def _job_main(settings: dict[str, Any], out_dir: str, cls: type, seed: int, budg
     (run_dir / "error.txt").unlink(missing_ok=True)
     try:
         dataset = load_data(config.data)
-        extractor = (extractor_for(builtin_name(dataset) or "", dataset.sample_shape)
-                     if dataset.kind == "image" else None)
+        extractor = (extractor_for_dataset(dataset, config.features, log=lambda message: None)
+                     if dataset.kind == "image" else None)  # chosen, and trained, by the runner
         job = FamilyJob(config, dataset, Path(out_dir), family, seed, FeatureCache(Path(out_dir) / FEATURES),
                         extractor, progress=False, peak_gflops=peak_gflops, report_progress=True, budget=budget,
                         log=(lambda message: print(f"[{family} seed {seed}] {message}", flush=True)) if verbose else None)

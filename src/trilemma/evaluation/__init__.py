@@ -45,7 +45,7 @@ from trilemma.evaluation.reference import (
     RAW_COORDINATES,
     REFERENCES,
 )
-from trilemma.metrics.features import FeatureCache, FeatureExtractor, extractor_for
+from trilemma.metrics.features import FeatureCache, FeatureExtractor
 from trilemma.metrics.frechet import frechet_bias_estimate
 
 __all__ = [
@@ -87,8 +87,8 @@ def evaluate(
 
     `samples_x`: uint8 NHWC images (NumPy) / NCHW (torch), or float (N, D) points, of the
     data's shape. `samples_y`: the labels a conditional model was asked for, if any.
-    `extractor`: image features (default: `extractor_for` the data, i.e. the shipped domain
-    classifier of a built-in set). `n_real`: real reference images, a seeded subset of the
+    `extractor`: image features (default: `extractor_for_dataset`: the shipped domain
+    classifier of a built-in set, a network trained on a folder). `n_real`: real reference images, a seeded subset of the
     `reference` split ("heldout", the default, or "train"); all of it when None. `seed`
     drives every random choice of the evaluation (that subset, KID's subsets). `provenance`:
     how the samples were made, e.g. ``{"sampler": "ddim", "steps": 20, "nfe": 20, "seed": 0,
@@ -114,7 +114,9 @@ def evaluate(
     cache = cache if cache is not None else FeatureCache()
     if dataset.kind == "image":
         if extractor is None:
-            extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape)
+            from trilemma.evaluation.features import extractor_for_dataset
+
+            extractor = extractor_for_dataset(dataset)
         result = evaluate_images(samples, samples_y, dataset, extractor, reference, n_real,
                                  seed, cache, copying)
     else:

@@ -22,7 +22,6 @@ from trilemma.metrics.features import (
     FeatureCache,
     FeatureExtractor,
     cached_features,
-    extractor_for,
     frechet_name,
 )
 from trilemma.metrics.frechet import fid
@@ -100,7 +99,9 @@ def fid_against_nfe(
     plan = _plan(samplers, steps, n)
     cache = cache if cache is not None else FeatureCache()
     if dataset.kind == "image" and extractor is None:
-        extractor = extractor_for(builtin_name(dataset) or "", dataset.sample_shape)
+        from trilemma.evaluation.features import extractor_for_dataset
+
+        extractor = extractor_for_dataset(dataset)
     real = reference_set(dataset, reference, n_real, seed,
                          extractor if dataset.kind == "image" else None, cache)
     mixture = builtin_name(dataset) if dataset.name in MIXTURES else None

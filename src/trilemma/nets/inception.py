@@ -206,7 +206,7 @@ INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataError(f"{path}: no such Inception weights file (expected {INCEPTION_FILE})")
     try:
@@ -234,7 +234,7 @@ def load_inception(path: str | Path) -> InceptionV3:
     DataError names the file and the first offending keys.
     """
     path = Path(path).expanduser()
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     model = InceptionV3()
     expected = model.expected_state()
     missing = [k for k in expected if k not in state]
