@@ -138,3 +138,15 @@ def test_evaluate_prints_the_ladders_and_marks_the_figures(folders, tmp_path, ru
     assert "every figure passed its ladders" in out
     code, _, err = run_cli("evaluate", tmp_path / "s.npz", "--data", folder, "--features", tmp_path / "none.pth")
     assert code == 2 and "none.pth: no such file" in err
+
+
+def test_too_few_held_out_images_give_no_ladders_and_say_why(tmp_path):
+    from trilemma.cli.evaluate import format_ladders
+    from trilemma.compare.ladders_section import render
+
+    np.save(tmp_path / "small.npy", np.random.default_rng(0).integers(0, 256, (120, 16, 16, 3), dtype=np.uint8))
+    dataset = load_data(str(tmp_path / "small.npy"))
+    ladders = sanity_ladders(dataset, RandomConvExtractor(), FeatureCache())
+    assert ladders["ladders"] == [] and ladders["untrustworthy"] == [] and "24 held-out images" in ladders["skipped"]
+    assert "at least 50" in format_ladders(ladders)
+    assert "No ladders: 24 held-out images" in render({"kind": "image", "ladders": ladders})

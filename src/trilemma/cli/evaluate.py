@@ -147,6 +147,8 @@ def _untrusted_keys(ladders: dict[str, Any] | None) -> set[str]:
 
 def format_ladders(ladders: dict[str, Any]) -> str:
     """The sanity ladders as lines: each ladder's rungs, and each figure's values with its verdict."""
+    if ladders.get("skipped"):
+        return f"sanity ladders: none, {ladders['skipped']}"
     lines = [(f"sanity ladders ({ladders['extractor']}, {ladders['n']} held-out images against as many "
              "training images): does each figure move the way it should?")]
     for ladder in ladders["ladders"]:

@@ -18,6 +18,8 @@ def render(results: dict[str, Any]) -> str:
     head = "<h2>Can the features see it? Sanity ladders</h2>"
     if not ladders:
         return head + "<p>No sanity ladders were measured for this comparison.</p>"
+    if ladders.get("skipped"):
+        return head + f"<p>No ladders: {escape(ladders['skipped'])}. Read every figure with that in mind.</p>"
     bad = ladders["untrustworthy"]
     intro = (f"<p>Real held-out images, degraded step by step, scored against as many training images "
              f"({ladders['n']} each) in the features of <code>{escape(ladders['extractor'])}</code>. A figure that "

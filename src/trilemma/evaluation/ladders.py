@@ -48,6 +48,7 @@ BLUR_SIGMAS = (0.5, 1.0, 2.0)
 NOISE_LEVELS = (8.0, 16.0, 32.0)  # grey levels of 255
 COPY_NOISE = 2.0
 MAX_IMAGES = 1000  # held-out images per rung (and reference images)
+MIN_IMAGES = 50  # fewer held-out images, and a rung's figures are noise: no ladders
 CLUSTERS = 8  # stand-in classes for unlabelled data
 C_T_COPYING, C_T_FRESH = -3.0, 2.0
 
@@ -106,6 +107,11 @@ def sanity_ladders(dataset: Dataset, extractor: FeatureExtractor, cache: Feature
     """The four ladders of the module docstring for `dataset`'s images in `extractor`'s features."""
     rng = np.random.default_rng(seed)
     n = min(max_images, len(dataset.x_heldout), len(dataset.x_train))
+    if n < MIN_IMAGES:
+        return {"extractor": extractor.name, "extractor_sha256": extractor.weights_sha256, "n": n,
+                "reference": "train", "seed": seed, "ladders": [], "untrustworthy": [],
+                "skipped": f"{n} held-out images: at least {MIN_IMAGES} are needed to climb a ladder, so "
+                           "nothing shows what the features can see on this data"}
     heldout, held_index = _take(dataset.x_heldout, n, rng)
     reference_x, _ = _take(dataset.x_train, n, rng)
     reference = cached_features(extractor, reference_x, cache)
@@ -155,6 +161,8 @@ def _classes_ladder(dataset: Dataset, held_index: np.ndarray, base: np.ndarray, 
     drops = sorted({0, len(present) // 4, len(present) // 2})
     kept = [np.isin(groups, order[d:]) for d in drops]
     size = int(kept[-1].sum())
+    if size < MIN_IMAGES // 2:
+        return None  # too few images of the classes kept
     rungs = [np.sort(rng.choice(np.flatnonzero(mask), size, replace=False)) for mask in kept]
     names = ["none"] + [f"{d} of {len(present)} {kind} dropped" for d in drops[1:]]
     return _ladder("classes", f"{kind} dropped", names,
