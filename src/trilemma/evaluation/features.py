@@ -9,8 +9,8 @@
   pytorch-fid and torchmetrics leave it, checked by hash); otherwise a network trained on the
   data's own training split (`trilemma.metrics.features.trained`, cached by content hash); random
   features only when the split is too small to learn from. On a CPU the hub files are found but not
-  used unless asked for: at 224 or 299 pixels they embed some 20 images a second here, so scoring a
-  folder's training split would take longer than training the families.
+  used unless asked for: on a 2-core CPU they embed 9 to 12 images a second (bench_feature_speed.py),
+  so scoring a folder's training split would take longer than training the families.
 - ``dinov2`` or ``inception``: that hub-cache file, on any device; an error when it is not there.
 - ``trained`` or ``random``: those features.
 - a path: a weights file, DINOv2 (hub layout) or pytorch-fid's Inception, told apart by their keys.
