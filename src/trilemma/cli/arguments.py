@@ -98,15 +98,12 @@ FEATURES_HELP = ("image features: auto (default: the shipped classifier of a bui
 
 def features_choice(text: str, data_kind: str) -> str:
     """A --features value checked before anything runs: a known choice, or a file that exists."""
-    from trilemma.errors import DataError, UnsupportedRequest
-    from trilemma.evaluation.features import CHOICES
+    from trilemma.errors import UnsupportedRequest
+    from trilemma.evaluation.features import CHOICES, features_file
 
     if text != "auto" and data_kind != "image":
         raise UnsupportedRequest(f"--features {text}: the data holds points, which are compared in "
                                  "their own coordinates")
     if text in CHOICES:
         return text
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise DataError(f"--features {text}: no such file (give a weights file, or one of {', '.join(CHOICES)})")
-    return str(path.resolve())
+    return str(features_file(text).resolve())

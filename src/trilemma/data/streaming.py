@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from trilemma.cache import cache_dir
 from trilemma.errors import DataError, printable
 from trilemma.io.atomic import write_json
 
@@ -54,7 +55,7 @@ _MAPPINGS: list[tuple[int, int, weakref.ref]] = []  # (first address, end addres
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("TRILEMMA_CACHE") or Path.home() / ".cache" / "trilemma") / "folders"
+    return cache_dir() / "folders"
 
 
 def workers() -> int:

@@ -103,11 +103,17 @@ def extractor_for_dataset(dataset: Dataset, features: str | Path | None = "auto"
                              dataset.y_heldout, device=device, log=log)
 
 
+def features_file(text: str | Path) -> Path:
+    """The weights file a --features value names, or the one-line error saying there is none."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise DataError(f"--features {text}: no such file (give a weights file, or one of {', '.join(CHOICES)})")
+    return path
+
+
 def extractor_from_file(path: Path, device: str | torch.device, log: Callable[[str], Any]) -> FeatureExtractor:
     """The extractor a named weights file holds, or the one-line error saying why not."""
-    path = path.expanduser()
-    if not path.is_file():
-        raise DataError(f"--features {path}: no such file (give a weights file, or one of {', '.join(CHOICES)})")
+    path = features_file(path)
     if _looks_like_dinov2(path):
         return _dinov2(path, device, log)
     extractor = InceptionV3Extractor(path, device=device)

@@ -24,12 +24,12 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from trilemma import distributed
+from trilemma.cache import cache_dir
 from trilemma.clock import cpu_threads, machine_busy_seconds
 from trilemma.data import Dataset
 from trilemma.device import describe_device
@@ -57,10 +57,6 @@ class Calibration:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TRILEMMA_CACHE") or Path.home() / ".cache" / "trilemma")
 
 
 def calibrate(family_name: str, dataset: Dataset, *, conditional: bool = False,

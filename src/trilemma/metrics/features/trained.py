@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trilemma.cache import cache_dir
 from trilemma.metrics.features.base import FeatureExtractor, _device, file_sha256
 from trilemma.metrics.features.degrade import degrade
 
@@ -166,12 +167,6 @@ class TrainedFeatureExtractor(FeatureExtractor):
         return self.model.features(self.model.prepare(batch))
 
 
-def cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("TRILEMMA_CACHE") or Path.home() / ".cache" / "trilemma") / "features"
-
-
 def data_sha256(x: torch.Tensor, y: torch.Tensor | None) -> str:
     """sha256 of the training images (shape and bytes, a block at a time) and labels."""
     digest = hashlib.sha256(repr(tuple(x.shape)).encode())
@@ -205,7 +200,7 @@ def trained_extractor(x_train: torch.Tensor, y_train: torch.Tensor | None, num_c
     recipe = recipe_for(x_train, num_classes if labelled else 0)
     data_hash = data_sha256(x_train, y_train if labelled else None)
     key = hashlib.sha256(json.dumps(recipe.to_json(), sort_keys=True).encode() + data_hash.encode())
-    stem = cache_dir() / f"trained-{key.hexdigest()[:24]}"
+    stem = cache_dir() / "features" / f"trained-{key.hexdigest()[:24]}"
     weights, record_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     if distributed.is_main() and not _readable(weights, record_path):
         log(f"features: training a {recipe.objective} feature network on {len(x_train)} images "
