@@ -177,3 +177,45 @@ def test_iwae_on_an_image_vae_is_at_least_the_elbo_and_grows_with_k():
     assert float(again.mean()) == pytest.approx(iwae50, abs=1e-9)
     split = iwae_bound(vae, x, k=50, batch_size=64, seed=0)
     assert float(split.mean()) == pytest.approx(iwae50, abs=0.5)
+
+
+def test_the_grey_level_normaliser_is_the_sum_over_256_levels():
+    from trilemma.families.vae import grey_level_normaliser
+
+    logits = torch.tensor([-900.0, -60.0, -3.0, -1e-4, 0.0, 1e-8, 0.5, 7.0, 80.0, 900.0])
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    brute = torch.logsumexp(logits.double()[:, None] * levels, dim=1)
+    np.testing.assert_allclose(grey_level_normaliser(logits).numpy(), brute.numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_grey_level_vae_gives_a_probability_of_the_8_bit_images():
+    """Decoder logits 0 make every grey level equally likely: with the posterior equal to the prior
+    the IWAE bound is then log 256 per pixel exactly, 8 bits per dimension. And for any logits the
+    256 levels' probabilities sum to one."""
+    digits = load_data("digits")
+    vae = build_family("vae", DataShape("image", digits.sample_shape), base_width=8)
+
+    class Uniform(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(()))
+
+        def forward(self, z, labels=None):
+            return self.bias.expand(len(z), *digits.sample_shape)
+
+    class Prior(nn.Module):
+        def forward(self, x, labels=None):
+            return torch.zeros(len(x), vae.config.latent_dim), torch.zeros(len(x), vae.config.latent_dim)
+
+    vae.decoder, vae.encoder = Uniform(), Prior()
+    x = digits.normalizer.to_model(digits.x_heldout[:20])
+    result = negative_log_likelihood(vae, x, k=3, grey_levels=True)
+    assert result["bits_per_dim"] == pytest.approx(8.0, abs=1e-9)
+    assert result["likelihood"] == "grey levels" and "[0, 256)" in result["space"]
+    bernoulli = negative_log_likelihood(vae, x, k=3)
+    assert bernoulli["bits_per_dim"] == pytest.approx(1.0, abs=1e-6)  # log 2 per pixel, not a probability
+
+    logits = torch.tensor([-30.0, -2.0, 0.0, 0.3, 5.0, 40.0]).view(6, 1, 1, 1)  # one pixel a row
+    nll = torch.stack([vae.reconstruction_nll(torch.full_like(logits, k / 127.5 - 1), logits, grey_levels=True)
+                       for k in range(256)])
+    np.testing.assert_allclose(torch.exp(-nll.double()).sum(dim=0).numpy(), 1.0, atol=1e-5)

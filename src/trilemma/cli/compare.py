@@ -81,7 +81,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.samples < 20:
             raise UnsupportedRequest(f"--samples {args.samples}: at least 20 are needed for the metrics")
         changes.update(n_samples=args.samples, n_curve=min(settings.n_curve, args.samples),
-                       n_nfe=min(settings.n_nfe, args.samples))
+                       n_nfe=min(settings.n_nfe, args.samples),
+                       n_likelihood=min(settings.n_likelihood, args.samples))
     if args.evaluations:
         changes["evaluations"] = args.evaluations
     settings = replace(settings, **changes)

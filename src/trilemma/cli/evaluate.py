@@ -322,55 +322,28 @@ def _add_run_figures(result: dict[str, Any], run: Any, dataset: Any, extractor: 
         )
     if args.vlb_steps:
         result["diffusion_bound"] = _heldout_bound(run, dataset, args)
-        if dataset.kind == "image":
-            result["notes"].append(
-                "The diffusion bound is a density of dequantised intensities in [0, 256): it compares "
-                "with published bits/dim figures, not with a VAE's Bernoulli NLL of grey levels.")
     if args.iwae_k:
         result["likelihood"] = _heldout_likelihood(run, dataset, args)
-        if result["likelihood"]["likelihood"] == "bernoulli":
-            result["notes"].append(
-                "The VAE's NLL is a Bernoulli likelihood of grey levels: it compares with other "
-                "Bernoulli-VAE figures on the same data, and with published MNIST figures "
-                "(about 87-90 nats) only on binarised images."
-            )
-
-
-def _heldout_subset(dataset: Any, seed: int, count: int = 1000):
-    """Up to `count` held-out samples, a seeded random subset (the split is stored in index
-    order, often sorted by class), and their index."""
-    import numpy as np
-    import torch
-
-    count = min(count, len(dataset.x_heldout))
-    index = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(len(dataset.x_heldout), count,
-                                                                        replace=False)))
-    return dataset.x_heldout[index], index
+    if (args.vlb_steps or args.iwae_k) and dataset.kind == "image":
+        result["notes"].append(
+            "Bits per dimension are of [0, 256) intensities: a VAE's (its decoder read as a probability "
+            "of the 256 grey levels) and a diffusion model's bound on dequantised images compare with "
+            "each other and with published bits/dim figures.")
 
 
 def _heldout_bound(run: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The diffusion variational bound of (up to 1,000) held-out samples."""
-    from trilemma.metrics.diffusion_bound import diffusion_negative_log_likelihood
+    from trilemma.evaluation.likelihood import heldout_likelihood
 
     if run.family.conditional:
         raise UnsupportedRequest("--vlb-steps: the bound is computed for unconditional diffusion runs only")
-    x, _ = _heldout_subset(dataset, args.seed)
-    result = diffusion_negative_log_likelihood(run.family, x, run.normalizer, steps=args.vlb_steps,
-                                               seed=args.seed)  # the run's EMA weights, as loaded
-    return {**result, "split": "heldout"}
+    return heldout_likelihood(run.family, run.normalizer, dataset, seed=args.seed, vlb_steps=args.vlb_steps)
 
 
 def _heldout_likelihood(run: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """IWAE NLL of (up to 1,000) held-out samples, the VAE's own measure of fit."""
-    from trilemma.metrics.likelihood import negative_log_likelihood
+    """IWAE NLL of (up to 1,000) held-out samples, the VAE's own measure of fit (images: a
+    probability of their 256 grey levels, comparable with the diffusion bound)."""
+    from trilemma.evaluation.likelihood import heldout_likelihood
 
-    x, index = _heldout_subset(dataset, args.seed)
-    labels = None
-    if run.family.conditional and dataset.y_heldout is not None:
-        labels = dataset.y_heldout[index]
-    result = negative_log_likelihood(
-        run.family, run.normalizer.to_model(x), k=args.iwae_k, labels=labels, seed=args.seed,
-        normalizer=run.normalizer,
-    )
-    result["split"] = "heldout"
-    return result
+    return heldout_likelihood(run.family, run.normalizer, dataset, seed=args.seed, iwae_k=args.iwae_k,
+                              labels=run.family.conditional)

@@ -29,7 +29,8 @@ class CompareSettings:
     quality points are taken at equal fractions of the budget, the last at its end. ``n_samples`` samples per
     family are scored at the end, ``n_curve`` at each point of the training curve (the end point
     reuses the first ``n_curve`` of the final samples), ``n_nfe`` at each point of the diffusion
-    FD-against-NFE curve.
+    FD-against-NFE curve, ``n_likelihood`` held-out samples in the likelihood bounds of the
+    families that have one (`trilemma.evaluation.likelihood`; 0: none).
     """
 
     data: str = "mnist"
@@ -41,6 +42,7 @@ class CompareSettings:
     n_samples: int = 1000
     n_curve: int = 400
     n_nfe: int = 200
+    n_likelihood: int = 500
     nfe_steps: dict[str, tuple[int, ...]] = field(
         default_factory=lambda: dict(NFE_STEPS))
     device: str = "auto"
@@ -57,7 +59,7 @@ class CompareSettings:
     # What must match for a folder to be resumed: everything that changes what is trained or
     # measured. Priorities only change the verdict, so a rerun may change them.
     IDENTITY = ("data", "families", "seconds", "steps", "seeds", "evaluations", "n_samples",
-                "n_curve", "n_nfe", "nfe_steps", "overrides", "precision", "conditional", "features")
+                "n_curve", "n_nfe", "n_likelihood", "nfe_steps", "overrides", "precision", "conditional", "features")
 
     def differences(self, stored: dict[str, Any]) -> list[str]:
         mine = self.to_json()
@@ -86,11 +88,11 @@ def preset(kind: str, device_type: str) -> CompareSettings:
     families = default_comparison(kind)
     if kind == "points":
         return CompareSettings(families=families, seconds=45.0, n_samples=2500, n_curve=1000,
-                               n_nfe=500,
+                               n_nfe=500, n_likelihood=1000,
                                nfe_steps=dict(NFE_STEPS))
     if device_type == "cuda":
         return CompareSettings(
-            families=families, seconds=300.0, n_samples=5000, n_curve=1000, n_nfe=1000,
+            families=families, seconds=300.0, n_samples=5000, n_curve=1000, n_nfe=1000, n_likelihood=1000,
             nfe_steps={"ddpm": (100, 250, 1000), **NFE_STEPS},
             overrides={name: dict(family_class(name).gpu_settings) for name in family_names()
                        if family_class(name).gpu_settings},

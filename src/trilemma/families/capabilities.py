@@ -33,12 +33,13 @@ class Likelihood(Encoder, Protocol):
     """An `Encoder` whose decoder defines a normalised p(x|z) under a standard normal prior, so
     that log p(x) has an importance-weighted bound (Burda et al. 2016; `metrics.likelihood`):
     ``decoder(z, labels)`` gives the likelihood's parameters and ``reconstruction_nll(x,
-    decoded)`` −log p(x|z) per sample, in nats (the VAE)."""
+    decoded, grey_levels=False)`` −log p(x|z) per sample, in nats; an image model's
+    `grey_levels` reads it as a probability of the 256 grey levels (the VAE)."""
 
     def decoder(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         ...
 
-    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor, grey_levels: bool = False) -> torch.Tensor:
         ...
 
 

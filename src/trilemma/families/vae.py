@@ -1,7 +1,8 @@
 """Variational autoencoder (Kingma & Welling 2014) with a β-weighted KL (Higgins et al. 2017).
 
 Images use a Bernoulli likelihood on pixel intensities in [0, 1] (the usual choice for
-MNIST-like data); points use a Gaussian likelihood with a learned per-coordinate scale.
+MNIST-like data; for the likelihood of 8-bit images it is normalised over the 256 grey levels,
+`grey_level_normaliser`); points use a Gaussian likelihood with a learned per-coordinate scale.
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ from trilemma.nets.conv import ConvConfig, ConvDecoder, ConvEncoder
 from trilemma.nets.mlp import LabelledMLP
 
 DECODER_VARIANCES = ("shared", "per_sample")
+
+GREY_LEVELS = 256
+
+
+def grey_level_normaliser(logits: torch.Tensor) -> torch.Tensor:
+    """log Σ_{k=0}^{255} exp(k l / 255) per element of `logits` l, in float64: the normaliser
+    that turns the Bernoulli shape μ^x (1 − μ)^(1 − x), on x = k/255, into a probability of
+    the 256 grey levels, P(k) = exp(x l − this). A geometric sum, computed in closed form with
+    a = |l| / 255: (n − 1) max(l/255, 0) + log(1 − e^(−n a)) − log(1 − e^(−a)), n = 256,
+    which is log n at l = 0."""
+    a = logits.double() / (GREY_LEVELS - 1)
+    b = a.abs().clamp(min=1e-12)
+    return ((GREY_LEVELS - 1) * a.clamp(min=0) + torch.log(-torch.expm1(-GREY_LEVELS * b))
+            - torch.log(-torch.expm1(-b)))
 
 
 @dataclass
@@ -123,11 +138,16 @@ class VAE(Family):
         """The prior's temperature: z ~ N(0, T²I); T < 1 keeps to the prior's dense core."""
         return Knob("temperature", 1.0, "lower", (0.25, 0.5, 0.75, 1.0))
 
-    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
-        """-log p(x|z) per sample, in nats, summed over dimensions."""
+    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor, grey_levels: bool = False) -> torch.Tensor:
+        """-log p(x|z) per sample, in nats, summed over dimensions. Images: the Bernoulli
+        cross-entropy the VAE trains on, or with `grey_levels` the same shape normalised over the
+        256 grey levels (`grey_level_nll`), a true probability of 8-bit images."""
         if self.config.data.is_image:
             target = (x + 1) / 2
-            return F.binary_cross_entropy_with_logits(decoded, target, reduction="none").flatten(1).sum(1)
+            nll = F.binary_cross_entropy_with_logits(decoded, target, reduction="none")
+            if grey_levels:
+                nll = nll + grey_level_normaliser(decoded) - F.softplus(decoded)
+            return nll.flatten(1).sum(1)
         mean, log_scale = self._mean_and_log_scale(decoded)
         z = (x - mean) / log_scale.exp()
         return (0.5 * z.square() + log_scale + 0.5 * math.log(2 * math.pi)).sum(1)

@@ -24,6 +24,7 @@ import torch
 from trilemma.data import Normalizer
 
 _LOG_2PI = math.log(2 * math.pi)
+_GREY_SPACE = "8-bit grey levels (bits per dimension of [0, 256) intensities)"
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -38,18 +39,21 @@ def _is_image_model(vae: Any) -> bool:
 
 def importance_log_weights(
     model: Any, x: torch.Tensor, labels: torch.Tensor | None, mean: torch.Tensor,
-    log_variance: torch.Tensor, eps: torch.Tensor,
+    log_variance: torch.Tensor, eps: torch.Tensor, grey_levels: bool = False,
 ) -> torch.Tensor:
     """The log importance weights of eq. 8, log wᵢ = log p(x|zᵢ) + log p(zᵢ) − log q(zᵢ|x),
     for zᵢ = μ + σ εᵢ from the posterior (`mean`, `log_variance`) of each row of `x`: (n, k)
     float64. `eps` is (n, k, latent), a draw per row, or (k, latent), one draw shared by every
-    row (the anomaly score's, so that a score does not depend on the batch it is in)."""
+    row (the anomaly score's, so that a score does not depend on the batch it is in).
+    `grey_levels`: p(x|z) of an image model as a probability of the 256 grey levels."""
     eps = eps.to(device=mean.device, dtype=mean.dtype).expand(len(x), *eps.shape[-2:])
     count = eps.shape[1]
     z = mean[:, None] + (0.5 * log_variance).exp()[:, None] * eps
     x_rep = x.repeat_interleave(count, dim=0)
     y_rep = None if labels is None else labels.repeat_interleave(count, dim=0)
-    log_px_z = -model.reconstruction_nll(x_rep, model.decoder(z.reshape(len(x) * count, -1), y_rep))
+    decoded = model.decoder(z.reshape(len(x) * count, -1), y_rep)
+    log_px_z = -(model.reconstruction_nll(x_rep, decoded, grey_levels=True) if grey_levels
+                 else model.reconstruction_nll(x_rep, decoded))
     log_pz = -0.5 * (z.double().square() + _LOG_2PI).sum(dim=2)
     # z − mean = std · eps, so the Gaussian exponent of q is eps² exactly.
     log_qz = -0.5 * (eps.double().square() + log_variance.double()[:, None] + _LOG_2PI).sum(dim=2)
@@ -64,6 +68,7 @@ def _log_weights(
     batch_size: int,
     labels: torch.Tensor | None,
     seed: int,
+    grey_levels: bool = False,
 ) -> torch.Tensor:
     """`importance_log_weights` of k draws per sample, each sample its own: (n, k) float64.
 
@@ -91,7 +96,7 @@ def _log_weights(
             for first in range(0, k, samples_per_pass):
                 count = min(samples_per_pass, k - first)
                 eps = torch.randn((len(x), count, mean.shape[1]), generator=generator)
-                chunks.append(importance_log_weights(vae, x, y, mean, log_variance, eps).cpu())
+                chunks.append(importance_log_weights(vae, x, y, mean, log_variance, eps, grey_levels).cpu())
             rows.append(torch.cat(chunks, dim=1))
     finally:
         vae.train(was_training)
@@ -127,6 +132,7 @@ def negative_log_likelihood(
     batch_size: int = 5000,
     seed: int = 0,
     normalizer: Normalizer | None = None,
+    grey_levels: bool = False,
 ) -> dict[str, Any]:
     """The IWAE estimate of −log p(x) averaged over `x_model`, in nats and in bits per dimension.
 
@@ -134,7 +140,7 @@ def negative_log_likelihood(
     ``nll_nats_standard_error``, ``bits_per_dim`` = nll_nats / (D ln 2) with D the number of
     dimensions of one sample, ``negative_elbo_nats`` (−ELBO averaged over the same k draws;
     the gap to ``nll_nats`` is what importance weighting buys), ``k``, ``n``, ``dims``,
-    ``likelihood`` ("bernoulli" or "gaussian"), ``binary_data`` and ``space``.
+    ``likelihood`` ("bernoulli", "grey levels" or "gaussian"), ``binary_data`` and ``space``.
 
     What the Bernoulli number means. Image VAEs here put a Bernoulli likelihood on each
     pixel's intensity in [0, 1]; on grey levels p(x|z) = Πⱼ μⱼ^xⱼ (1 − μⱼ)^(1 − xⱼ) is
@@ -147,15 +153,22 @@ def negative_log_likelihood(
     binary entropy of each intermediate intensity, that no decoder can remove, so it comes
     out higher than on the binarised images.
 
+    With `grey_levels` the same decoder is read as a probability of the 256 grey levels,
+    P(k|z) ∝ μ^(k/255) (1 − μ)^(1 − k/255), normalised over k (`trilemma.families.vae.
+    grey_level_normaliser`). That is a true likelihood of the 8-bit images, so its bits/dim
+    (of [0, 256) intensities; the uniformly dequantised density has the same value) can be set
+    beside a diffusion model's bound on dequantised data and beside published bits/dim.
+
     Points (Gaussian likelihood) are a true density. It is computed in the model's
     standardised space; give the run's `normalizer` to report it in the data's own units
     (log p(x) = log p(x_model) − D log scale, the Jacobian of the standardisation).
     """
-    log_w = _log_weights(vae, x_model, k, batch_size, labels, seed)
+    is_image = _is_image_model(vae)
+    grey_levels = grey_levels and is_image
+    log_w = _log_weights(vae, x_model, k, batch_size, labels, seed, grey_levels)
     bound = torch.logsumexp(log_w, dim=1) - math.log(k)
     elbo = log_w.mean(dim=1)
     dims = int(math.prod(x_model.shape[1:]))
-    is_image = _is_image_model(vae)
     space = "model"
     if normalizer is not None and normalizer.kind == "points" and not is_image:
         shift = dims * math.log(normalizer.scale)
@@ -173,8 +186,8 @@ def negative_log_likelihood(
         "k": int(k),
         "n": int(n),
         "dims": dims,
-        "likelihood": "bernoulli" if is_image else "gaussian",
+        "likelihood": ("grey levels" if grey_levels else "bernoulli") if is_image else "gaussian",
         "binary_data": binary,
-        "space": space if not is_image else "pixel intensities in [0, 1]",
+        "space": space if not is_image else (_GREY_SPACE if grey_levels else "pixel intensities in [0, 1]"),
         "seed": int(seed),
     }
