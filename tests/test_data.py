@@ -129,8 +129,10 @@ def _bad_inputs(tmp):
     cases.append(("labels of the wrong length", str(tmp / "labels.npz"), "labels 'y'"))
     (tmp / "empty.npz").write_bytes(b"")
     cases.append(("zero-byte array file", str(tmp / "empty.npz"), "empty file"))
+    (tmp / "data.txt").write_text("1,2\n")
+    cases.append(("unsupported file type", str(tmp / "data.txt"), "unsupported file type"))
     (tmp / "data.csv").write_text("1,2\n")
-    cases.append(("unsupported file type", str(tmp / "data.csv"), "unsupported file type"))
+    cases.append(("a table with a header only", str(tmp / "data.csv"), "data.csv: a header and no rows"))
     cases.append(("unknown spec option", "mnist:colour=1", "unknown option"))
     cases.append(("unknown class", "mnist:classes=3-12", "unknown classes"))
     return cases

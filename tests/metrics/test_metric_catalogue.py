@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from tests.tables.table_files import write_people
 
 from trilemma.cli.evaluate import format_result
 from trilemma.compare.report import _metrics_table
@@ -25,7 +26,9 @@ COLUMNS_ON_FILE = (
     "train_seconds", "steps", "images_per_s", "parameters", "training_gflops_per_image",
     "fraction_of_peak", "peak_memory_bytes", "training_state_bytes", "near_copy_fraction",
     "label_agreement", "cas", "rollbacks", "collapse_step", "reconstruction_fid", "reverse_kl_modes",
-    "modes_floor", "c_t", "authpct", "generalisation_gap",
+    "modes_floor", "c_t", "authpct", "generalisation_gap", "nll_bits_per_dim", "column_shapes",
+    "pair_trends", "pair_trends_related", "detection_auc", "categories_covered", "num_categories",
+    "efficacy_accuracy", "efficacy_f1", "dcr_closer_to_training", "exact_copies",
 )
 CURVE_KEYS_ON_FILE = ("fid", "kid_mean", "precision", "recall", "density", "coverage",
                       "classes_covered", "modes_covered", "high_quality_fraction",
@@ -35,7 +38,7 @@ CURVE_KEYS_ON_FILE = ("fid", "kid_mean", "precision", "recall", "density", "cove
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """`evaluate` on labelled images (a conditional model's output), on points of a built-in
-    mixture, and on other points: between them every figure it can return."""
+    mixture, on other points and on a table: between them every figure it can return."""
     digits = load_data("digits")
     images = digits.x_train[:200].permute(0, 2, 3, 1).numpy()
     labelled = evaluate(images, digits, samples_y=digits.y_train[:200].numpy(), provenance={})
@@ -46,7 +49,8 @@ def results(tmp_path_factory):
     np.save(path, rng.normal(size=(300, 3)).astype(np.float32))
     blob = load_data(str(path))
     stacked = load_data("stacked-mnist")
-    return {"images": labelled, "mixture": evaluate(ring_points, ring, provenance={}),
+    table = load_data(f"{write_people(tmp_path_factory.mktemp('table') / 'people.csv', rows=400)}:target=label")
+    return {"table": evaluate(table.x_train.numpy(), table, provenance={}),"images": labelled, "mixture": evaluate(ring_points, ring, provenance={}),
             "points": evaluate(rng.normal(size=(200, 3)), blob, provenance={}),
             "stacked": evaluate(stacked.x_heldout[:300], stacked, n_real=300, provenance={})}
 

@@ -14,7 +14,8 @@ def add_sample_parser(commands: Any) -> None:
     p.add_argument("run_dir")
     # --samples: under torchrun, whose parser reads --n as an abbreviation of its own --nnodes etc.
     p.add_argument("--n", "--samples", dest="n", type=positive_int, required=True)
-    p.add_argument("--out", required=True, help="FILE.npz: x (uint8 NHWC images or float32 points), y if conditional")
+    p.add_argument("--out", required=True, help="FILE.npz: x (uint8 NHWC images or float32 points), y if "
+                   "conditional; FILE.csv for a run on a table")
     p.add_argument("--seed", type=int, default=0)
     samplers = {s: name for name, cls in registered().items() for s in cls.samplers}
     p.add_argument("--sampler", choices=sorted(samplers), help="for a family with a choice of samplers: "
@@ -61,8 +62,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from trilemma.io import write_npz
     from trilemma.sampling import generate, load_run
 
-    out = output_file(args.out, "--out", ".npz")
     run = load_run(args.run_dir, args.device)
+    table = run.config["data"].get("kind") == "table"
+    out = output_file(args.out, "--out", ".csv" if table else ".npz")
+    dataset = None
+    if table:
+        from trilemma.tables.writing import table_of_run
+
+        dataset = table_of_run(run)  # before sampling: a changed file is refused at once
     options = _sampling_options(args)
     labels = None
     if args.class_label is not None:
@@ -71,11 +78,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
                        labels=labels, **options)
     if not distributed.is_main():  # under torchrun every rank samples its share; rank 0 writes
         return
-    arrays = {"x": samples.x}
-    if samples.y is not None:
-        arrays["y"] = samples.y
-    write_npz(out, arrays, _provenance(run, samples, options, args.seed))
-    if args.grid:
+    if dataset is not None:
+        from trilemma.tables.writing import write_csv
+
+        write_csv(dataset.decode(samples.x), dataset.columns, out)
+    else:
+        arrays = {"x": samples.x}
+        if samples.y is not None:
+            arrays["y"] = samples.y
+        write_npz(out, arrays, _provenance(run, samples, options, args.seed))
+    if args.grid and dataset is None:
         save_sample_picture(samples.x, args.grid, run.config["data"]["name"])
     print(
         f"{args.n} samples from {run.config['family']} ({run.run_dir}, step {run.step}) -> {out}: "

@@ -66,11 +66,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     run = load_run(args.out, args.device)
-    preview = generate(run.family, run.normalizer, 64 if dataset.kind == "image" else 2500, seed=args.seed)
-    picture = Path(args.out) / "samples.png"
+    preview = generate(run.family, run.normalizer, {"image": 64, "table": 1000}.get(dataset.kind, 2500), seed=args.seed)
+    picture = Path(args.out) / ("samples.csv" if dataset.kind == "table" else "samples.png")
     if not distributed.is_main():  # under torchrun: rank 0 writes and reports
         return 130 if result.interrupted else 0
-    save_sample_picture(preview.x, picture, dataset.name)
+    if dataset.kind == "table":
+        from trilemma.tables.writing import write_csv
+
+        write_csv(dataset.decode(preview.x), dataset.columns, picture)
+    else:
+        save_sample_picture(preview.x, picture, dataset.name)
     state = "stopped early (resume with --resume)" if result.interrupted else "done"
     print(
         f"{args.family} on {dataset.name}: {state} after {result.steps} steps in {result.seconds:.1f} "

@@ -21,6 +21,7 @@ from trilemma.data.dataset import Dataset, Normalizer, split_indices
 from trilemma.data.files import folder_entries, load_array_file, load_image_folder
 from trilemma.data.mixtures import MIXTURES
 from trilemma.errors import DataError, printable
+from trilemma.tables import TABLE_OPTIONS, TABLE_SUFFIXES
 
 __all__ = ["BUILTIN_NAMES", "Dataset", "Normalizer", "check_output_apart", "load_data", "parse_classes",
            "parse_spec"]
@@ -41,8 +42,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     options = {}
     for part in parts:
         key, sep, value = part.partition("=")
-        if not sep or key not in ("classes", "size", "stream"):
-            raise DataError(f"data spec '{spec}': unknown option '{part}' (known: classes=…, size=…, stream=…)")
+        if not sep or key not in ("classes", "size", "stream", *TABLE_OPTIONS):
+            raise DataError(f"data spec '{spec}': unknown option '{part}' (known: classes=…, size=…, stream=…; "
+                            "for a table: target=…, columns=…, encoding=…)")
         if key == "stream" and value not in ("yes", "no"):
             raise DataError(f"data spec '{spec}': stream must be yes or no")
         options[key] = value
@@ -160,8 +162,16 @@ def load_data(spec: str) -> Dataset:
             x, labels, class_names, info = load_image_folder(path, size, (entries, class_names))
         elif path.suffix.lower() in (".npy", ".npz"):
             x, labels, class_names, info = load_array_file(path)
+        elif path.suffix.lower() in TABLE_SUFFIXES:
+            wrong = [key for key in options if key not in TABLE_OPTIONS]
+            if wrong:
+                raise DataError(f"data spec '{spec}': {', '.join(wrong)}=… is not an option of a table")
+            from trilemma.tables.dataset import load_table
+
+            return load_table(path, options, spec, SPLIT_SEED, HELDOUT_FRACTION)
         else:
-            raise DataError(f"{path}: unsupported file type '{path.suffix}'; give a folder of images or an .npy/.npz file")
+            raise DataError(f"{path}: unsupported file type '{path.suffix}'; give a folder of images, "
+                            "an .npy/.npz file or a .csv table")
         name = printable(path.name)
     kind = "points" if x.ndim == 2 else "image"
     fraction = info.pop("heldout_fraction", HELDOUT_FRACTION)

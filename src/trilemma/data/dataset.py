@@ -70,6 +70,11 @@ class Dataset:
     info: dict
 
     @property
+    def model_kind(self) -> str:
+        """What the families model: a table's encoded rows are vectors, as points are."""
+        return "points" if self.kind == "table" else self.kind
+
+    @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 

@@ -119,6 +119,10 @@ def evaluate(
             extractor = extractor_for_dataset(dataset)
         result = evaluate_images(samples, samples_y, dataset, extractor, reference, n_real,
                                  seed, cache, copying)
+    elif dataset.kind == "table":
+        from trilemma.evaluation.tables import evaluate_table
+
+        result = evaluate_table(samples, dataset, reference, seed, copying)
     else:
         result = evaluate_points(samples, dataset, reference, n_real, seed, copying)
     caller = dict(provenance)

@@ -18,7 +18,7 @@ from trilemma.errors import DataError
 from trilemma.io import as_images, describe_shape
 
 MIN_SAMPLES = 10  # PRDC needs more than k per set; fewer would say nothing anyway
-DEFAULT_N = {"image": 2000, "points": 2500}  # 2,500 is the mode protocol's sample count
+DEFAULT_N = {"image": 2000, "points": 2500, "table": 2000}  # 2,500 is the mode protocol's sample count
 
 
 class SampleMismatch(DataError):
@@ -47,7 +47,7 @@ def check_samples(samples_x: Any, dataset: Dataset, source: str = "samples") -> 
     is_tensor = isinstance(samples_x, torch.Tensor)
     array = samples_x.detach().cpu() if is_tensor else np.asarray(samples_x)
     data_label = dataset.name
-    if dataset.kind == "points":
+    if dataset.kind in ("points", "table"):  # a table's samples are its encoded rows
         if array.ndim != 2:
             shape = "x".join(str(side) for side in array.shape[1:])
             raise SampleMismatch(f"{source}: samples are {shape} arrays but "

@@ -26,7 +26,7 @@ EVALUATE_ONLY = "evaluate only"
 # The report's tables, in the order it shows them. Figures of EVALUATE_ONLY are printed by
 # `trilemma evaluate` and kept in evaluation.json, but are not columns of a comparison's results:
 # reference points (what real data or a perfect model would score) and finer breakdowns.
-TABLES = ("fidelity", "diversity", "memorisation", "conditional", "speed", "cost", "stability",
+TABLES = ("fidelity", "diversity", "likelihood", "utility", "memorisation", "conditional", "speed", "cost", "stability",
           EVALUATE_ONLY)
 DIRECTIONS = {"lower": "↓", "higher": "↑", "one": "best at 1"}
 
@@ -208,6 +208,24 @@ METRICS: tuple[Metric, ...] = (
     Metric("authpct", "authentic (AuthPct), %", "memorisation", ".1f", "higher"),
     Metric("generalisation_gap", "FLD generalisation gap, %", "memorisation",
            ".1f", "lower"),
+    # Held-out likelihood bounds of the VAE and pixel diffusion (`evaluation.likelihood`).
+    Metric("nll_bits_per_dim", "held-out NLL bound, bits/dim", "likelihood", ".3f", "lower",
+           source=("likelihood.bits_per_dim",)),
+    # Tables (`evaluation.tables`): SDV's quality figures, detection, train-on-synthetic, privacy.
+    Metric("column_shapes", "column shapes (KS / TV complement)", "fidelity", ".3f", "higher"),
+    Metric("pair_trends", "pair trends (correlation / contingency)", "fidelity", ".3f", "higher"),
+    Metric("pair_trends_related", "pair trends of related pairs", "fidelity", ".3f", "higher"),
+    Metric("detection_auc", "real-or-synthetic classifier AUC (0.5: can't tell)", "fidelity", ".3f", "lower"),
+    Metric("categories_covered", "categories covered", "diversity", ".0f", "higher", out_of="num_categories"),
+    Metric("num_categories", "categories in the real rows", "diversity", within="categories_covered"),
+    Metric("efficacy_accuracy", "train-on-synthetic accuracy", "utility", ".3f", "higher"),
+    Metric("efficacy_f1", "train-on-synthetic macro F1", "utility", ".3f", "higher"),
+    Metric("efficacy_real_accuracy", "train-on-real accuracy", EVALUATE_ONLY, ".3f"),
+    Metric("efficacy_real_f1", "train-on-real macro F1", EVALUATE_ONLY, ".3f"),
+    Metric("dcr_closer_to_training", "closer to training than held-out rows (0.5: fresh)", "memorisation",
+           ".3f", "lower"),
+    Metric("exact_copies", "exact copies of training rows", "memorisation", ".3f", "lower"),
+    Metric("nndr", "nearest-neighbour distance ratio", EVALUATE_ONLY, ".3f", "higher"),
 )
 
 BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}

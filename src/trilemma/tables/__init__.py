@@ -1,0 +1,5 @@
+"""Tables: CSV files read, typed and encoded for the families (`trilemma.tables.dataset`), their
+baselines and their metrics."""
+
+TABLE_SUFFIXES = (".csv",)
+TABLE_OPTIONS = ("target", "columns", "encoding")  # the data spec's options for a table
