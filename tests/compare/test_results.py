@@ -11,9 +11,9 @@ import pytest
 
 from trilemma.metrics.catalogue import RESULT_METRICS
 
-
 TABLE_FIGURES = ("column_shapes", "pair_trends", "pair_trends_related", "detection_auc", "categories_covered",
-                 "num_categories", "efficacy_accuracy", "efficacy_f1", "dcr_closer_to_training", "exact_copies")
+                 "num_categories", "efficacy_accuracy", "efficacy_f1", "dcr_closer_to_training", "exact_copies",
+                 "numeric_shapes", "category_shapes")
 
 
 def test_every_declared_column_is_in_results_csv_as_its_record_holds_it(small_comparison):

@@ -28,7 +28,8 @@ COLUMNS_ON_FILE = (
     "label_agreement", "cas", "rollbacks", "collapse_step", "reconstruction_fid", "reverse_kl_modes",
     "modes_floor", "c_t", "authpct", "generalisation_gap", "nll_bits_per_dim", "column_shapes",
     "pair_trends", "pair_trends_related", "detection_auc", "categories_covered", "num_categories",
-    "efficacy_accuracy", "efficacy_f1", "dcr_closer_to_training", "exact_copies",
+    "efficacy_accuracy", "efficacy_f1", "dcr_closer_to_training", "exact_copies", "numeric_shapes",
+    "category_shapes",
 )
 CURVE_KEYS_ON_FILE = ("fid", "kid_mean", "precision", "recall", "density", "coverage",
                       "classes_covered", "modes_covered", "high_quality_fraction",

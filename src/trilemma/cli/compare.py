@@ -64,9 +64,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     priorities = parse_priorities(args.priorities) if args.priorities else None
     dataset = load_data(args.data)  # a bad spec fails here, before anything is created
     settings = preset(dataset.kind, resolve_device(args.device).type)
-    families = parse_families(args.families, dataset.kind) if args.families else settings.families
+    families = parse_families(args.families, dataset.model_kind) if args.families else settings.families
     if args.hybrids:
-        families = parse_families(",".join(dict.fromkeys(families + hybrid_families(dataset.kind))))
+        families = parse_families(",".join(dict.fromkeys(families + hybrid_families(dataset.model_kind))))
     changes: dict[str, Any] = {"data": args.data, "families": families,
                                "seeds": args.seeds, "device": args.device, "precision": args.precision,
                                "conditional": args.conditional, "capabilities": args.capabilities,
@@ -97,8 +97,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not distributed.is_main():  # under torchrun: rank 0 reports
         return 0
     rec = results["recommendation"]
-    summary = ", ".join(
-        f"{n} {f.get('fid_name') or 'FD'} {f['fid']:.1f} recall {f['recall']:.2f} {f['samples_per_s']:.0f}/s"
-        for n, f in results["families"].items())
+    from trilemma.compare.results import headline
+
+    summary = "; ".join(f"{n} {headline(f)}, {f['samples_per_s']:.0f}/s" for n, f in results["families"].items())
     print(f"report: {args.out}/report.html; {summary}; recommended: {rec['family']}")
     return 0

@@ -14,6 +14,7 @@ from itertools import pairwise
 from typing import Any
 
 from trilemma.compare.hybrid_claims import RULES as HYBRID_RULES
+from trilemma.compare.table_claims import TABLE_RULES
 from trilemma.families import registered
 
 SHARP = 0.7  # relative sharpness (Laplacian variance / real's) from which samples count as sharp
@@ -72,11 +73,12 @@ def check_claims(results: dict[str, Any]) -> list[dict[str, str]]:
     the families appear there. A family this version does not know has no claims."""
     families = results["families"]
     known = registered()
+    rules = {**RULES, **TABLE_RULES} if results.get("kind") == "table" else RULES
     claims = []
     for name in families:
         cls = known.get(name)
         for rule, claim in (cls.folklore.items() if cls is not None else ()):
-            verdict, evidence = RULES[rule](name, families)
+            verdict, evidence = rules[rule](name, families)
             claims.append({"family": name, "claim": claim, "verdict": verdict, "evidence": evidence})
     return claims
 

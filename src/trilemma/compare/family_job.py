@@ -199,7 +199,12 @@ class FamilyJob:
         if distributed.is_main():
             arrays = {"x": samples.x} if samples.y is None else {"x": samples.x, "y": samples.y}
             write_npz(self.run_dir / "samples.npz", arrays, provenance)
-            save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
+            if self.dataset.kind == "table":
+                from trilemma.tables.writing import write_csv
+
+                write_csv(self.dataset.decode(samples.x), self.dataset.columns, self.run_dir / "samples.csv")
+            else:
+                save_sample_picture(samples.x, self.run_dir / "samples.png", self.dataset.name)
 
         cost = training_cost(self.run_dir, peak_gflops=self.peak_gflops)
         curve = read_curve(self.curve_path)

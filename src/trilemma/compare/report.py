@@ -8,7 +8,13 @@ import html
 from pathlib import Path
 from typing import Any
 
-from trilemma.compare import figures, hybrids_section, ladders_section, machine_section
+from trilemma.compare import (
+    figures,
+    hybrids_section,
+    ladders_section,
+    machine_section,
+    table_section,
+)
 from trilemma.io import write_text
 from trilemma.metrics.catalogue import BY_KEY, RESULT_METRICS, TABLES, Metric
 
@@ -207,15 +213,20 @@ def render_report(results: dict[str, Any]) -> str:
         _recommendation(results),
         "<h2>The trilemma at a glance</h2>",
         _img(figures.trilemma_triangle(results, scores), "trilemma triangle"),
-        "<h2>Samples</h2>", _grids(results),
-        "<h2>Every figure</h2>", _metrics_table(results), ladders_section.render(results),
-        "<h2>Quality against training time</h2>",
-        _img(figures.training_curves(results), "quality during training"),
-        "<h2>Fidelity against diversity</h2>",
-        _img(figures.fidelity_diversity(results), "fidelity against diversity"),
-        "<h2>Quality against sampling speed</h2>",
-        _img(figures.speed_quality(results), "quality against speed"),
     ]
+    if results.get("kind") == "table":
+        parts += [table_section.render(results, _img), "<h2>Every figure</h2>", _metrics_table(results)]
+    else:
+        parts += [
+            "<h2>Samples</h2>", _grids(results),
+            "<h2>Every figure</h2>", _metrics_table(results), ladders_section.render(results),
+            "<h2>Quality against training time</h2>",
+            _img(figures.training_curves(results), "quality during training"),
+            "<h2>Fidelity against diversity</h2>",
+            _img(figures.fidelity_diversity(results), "fidelity against diversity"),
+            "<h2>Quality against sampling speed</h2>",
+            _img(figures.speed_quality(results), "quality against speed"),
+        ]
     if nfe_png is not None:
         parts += ["<h2>Iterative samplers: quality against network evaluations</h2>",
                   _img(nfe_png, "FD against NFE"), _nfe_table(results)]

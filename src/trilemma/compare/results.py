@@ -29,6 +29,16 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     return {metric.results_column: metric.read(record) for metric in RESULT_METRICS}
 
 
+def headline(figures: dict[str, Any]) -> str:
+    """A family's main figures in a few words, from its metrics or its results entry."""
+    if figures.get("column_shapes") is not None:  # a table
+        return (f"shapes {figures['column_shapes']:.3f}, trends {figures['pair_trends']:.3f}, "
+                f"detection AUC {figures['detection_auc']:.3f}")
+    parts = [f"{figures.get('fid_name') or 'FD'} {figures['fid']:.1f}"]
+    parts += [f"{key} {figures[key]:.2f}" for key in ("precision", "recall") if figures.get(key) is not None]
+    return ", ".join(parts)
+
+
 def _spread(values: list[Any]) -> tuple[Any, Any]:
     numbers = [v for v in values if isinstance(v, (int, float)) and v is not None]
     if not numbers or len(numbers) != len(values):

@@ -36,6 +36,7 @@ from trilemma import clock, distributed
 from trilemma.checkpoints import latest_checkpoint, read_json, write_json_atomic
 from trilemma.compare.contention import MachineMonitor
 from trilemma.compare.family_job import ComparisonInterrupted, FamilyJob, run_dir_of
+from trilemma.compare.results import headline
 from trilemma.compare.settings import CompareSettings
 from trilemma.data import Dataset, check_output_apart, load_data
 from trilemma.device import DTYPES, describe_device, resolve_device, resolve_precision
@@ -254,8 +255,7 @@ def _record(out_dir: Path, family: str, seed: int, log: _Log) -> dict[str, Any]:
     if (run_dir / "contention.json").exists():
         record["contention"] = {**record.get("contention", {}), **read_json(run_dir / "contention.json")}
     m = record["metrics"]
-    log(f"{family} seed {seed}: {m.get('fid_name', 'FD')} {m['fid']:.1f}, precision "
-        f"{m.get('precision', float('nan')):.2f}, recall {m.get('recall', float('nan')):.2f}, "
+    log(f"{family} seed {seed}: {headline(m)}, "
         f"{record['speed']['samples_per_s']:.0f} samples/s, {record['training']['steps']} steps")
     return record
 

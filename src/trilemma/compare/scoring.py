@@ -5,9 +5,10 @@ Criteria, each in [0, 1] with 1 for the best family here:
 
 * fidelity: the mean of best-FD / FD, precision / best precision, and how close the sharpness
   is to the real images' (min(s, 1/s), relative to the best); for 2-D points, the share of
-  high-quality samples replaces sharpness.
+  high-quality samples replaces sharpness; for tables, column shapes, pair trends and
+  2 (1 − detection AUC), each relative to the best.
 * diversity: the mean of recall / best recall, coverage / best coverage, and the share of
-  classes (images) or modes (built-in 2-D mixtures) covered.
+  classes (images), modes (built-in 2-D mixtures) or categories (tables) covered.
 * speed: sampling throughput on a log scale, 1 + log10(samples per s / best) / 3, floored at
   0: a family 10× slower than the fastest scores 0.67, 1,000× slower scores 0.
 * stability: 1 − (coefficient of variation of FD across seeds) / 0.5, floored at 0; measured
@@ -43,6 +44,11 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def _hidden(auc: float | None) -> float | None:
+    """How well rows hide among real ones: 2 (1 − AUC), 1 at chance, 0 when always told apart."""
+    return None if auc is None else min(1.0, max(0.0, 2 * (1 - auc)))
+
+
 def criterion_scores(families: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     def best(key: str, higher: bool = True) -> float | None:
         values = [f[key] for f in families.values() if f.get(key) is not None]
@@ -57,13 +63,20 @@ def criterion_scores(families: dict[str, dict[str, Any]]) -> dict[str, dict[str,
     closenesses = {n: closeness(f.get("sharpness")) for n, f in families.items()}
     best_closeness = max((c for c in closenesses.values() if c is not None), default=None)
     best_quality = best("high_quality_fraction")
+    best_shapes, best_trends = best("column_shapes"), best("pair_trends")
+    best_hidden = max((h for f in families.values() if (h := _hidden(f.get("detection_auc"))) is not None), default=None)
     scores = {}
     for name, f in families.items():
         fidelity = [_ratio(f.get("fid"), best_fd, higher_is_better=False),
                     _ratio(f.get("precision"), best_precision)]
         fidelity.append(_ratio(closenesses[name], best_closeness) if f.get("sharpness") is not None
                         else _ratio(f.get("high_quality_fraction"), best_quality))
+        # Tables: SDV's shapes and trends, and how well a classifier fails to tell the rows apart.
+        fidelity += [_ratio(f.get("column_shapes"), best_shapes), _ratio(f.get("pair_trends"), best_trends),
+                     _ratio(_hidden(f.get("detection_auc")), best_hidden)]
         diversity = [_ratio(f.get("recall"), best_recall), _ratio(f.get("coverage"), best_coverage)]
+        if f.get("categories_covered") is not None and f.get("num_categories"):
+            diversity.append(f["categories_covered"] / f["num_categories"])
         if f.get("classes_covered") is not None and f.get("num_classes"):
             diversity.append(f["classes_covered"] / f["num_classes"])
         elif f.get("modes_covered") is not None and f.get("num_modes"):
@@ -160,10 +173,13 @@ def _figure(criterion: str, families: dict[str, Any]) -> str:
 
     if criterion == "fidelity":
         name = next(iter(families.values())).get("fid_name") or "FD"
-        return joined(each(name, "fid", ".1f"), each("precision", "precision", ".2f"))
+        return joined(each(name, "fid", ".1f"), each("precision", "precision", ".2f"),
+                      each("column shapes", "column_shapes", ".3f"), each("pair trends", "pair_trends", ".3f"),
+                      each("detection AUC", "detection_auc", ".3f"))
     if criterion == "diversity":
         return joined(each("recall", "recall", ".2f"), each("coverage", "coverage", ".2f"),
-                      each("classes covered", "classes_covered", ".0f"))
+                      each("classes covered", "classes_covered", ".0f"),
+                      each("categories covered", "categories_covered", ".0f"))
     if criterion == "speed":
         return joined(each("samples/s", "samples_per_s", ".0f"))
     return joined(each("FD coefficient of variation across seeds", "fid_cv", ".2f"))

@@ -83,9 +83,12 @@ def preset(kind: str, device_type: str) -> CompareSettings:
     within 10 minutes on a 2-core CPU (measured: see the README). CUDA: 5 minutes per
     family, wider networks (each family's `gpu_settings`), 5,000 samples and the ancestral
     sampler on the NFE curve. Points: the 45 s budget of `trilemma train`, and the 2,500
-    samples of the mode protocol.
+    samples of the mode protocol. Tables: 90 s of one core per family, 2,000 rows.
     """
-    families = default_comparison(kind)
+    families = default_comparison("points" if kind == "table" else kind)  # a table's rows are vectors
+    if kind == "table":  # no FD-against-NFE curve: a table has no FD; the likelihood of its encoding is not the table's
+        return CompareSettings(families=families, seconds=90.0, n_samples=2000, n_curve=1000, n_nfe=0,
+                               n_likelihood=0, nfe_steps={})
     if kind == "points":
         return CompareSettings(families=families, seconds=45.0, n_samples=2500, n_curve=1000,
                                n_nfe=500, n_likelihood=1000,

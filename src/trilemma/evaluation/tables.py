@@ -46,6 +46,7 @@ def evaluate_table(fake: torch.Tensor, dataset: Any, split: str, seed: int, copy
     metrics: dict[str, Any] = {
         "column_shapes": figures["column_shapes"], "pair_trends": figures["pair_trends"],
         "pair_trends_related": _finite(figures["pair_trends_related"]),
+        "numeric_shapes": _finite(figures["numeric_shapes"]), "category_shapes": _finite(figures["category_shapes"]),
         "detection_auc": detection_auc(dataset.codec, real, synthetic, seed),
         "categories_covered": covered, "num_categories": total,
     }

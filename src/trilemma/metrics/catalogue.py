@@ -226,6 +226,8 @@ METRICS: tuple[Metric, ...] = (
            ".3f", "lower"),
     Metric("exact_copies", "exact copies of training rows", "memorisation", ".3f", "lower"),
     Metric("nndr", "nearest-neighbour distance ratio", EVALUATE_ONLY, ".3f", "higher"),
+    Metric("numeric_shapes", "numeric columns' shapes (KS complement)", "fidelity", ".3f", "higher"),
+    Metric("category_shapes", "categorical columns' shapes (TV complement)", "fidelity", ".3f", "higher"),
 )
 
 BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}

@@ -157,11 +157,16 @@ def _mean(values: list[float]) -> float:
 
 def fidelity_figures(real: pd.DataFrame, synthetic: pd.DataFrame, columns: list[Column]) -> tuple[dict[str, float], dict[str, Any]]:
     """(figures, details): ``column_shapes``, ``pair_trends``, ``pair_trends_related`` (the
-    thresholded variant) and their mean ``quality``; the per-column and per-pair scores."""
+    thresholded variant), their mean ``quality``, and the mean shape of the numeric and of the
+    categorical columns apart (``numeric_shapes``, ``category_shapes``: NaN without such a
+    column); the per-column and per-pair scores."""
     shapes = column_shapes(real, synthetic, columns)
     pairs = pair_trends(real, synthetic, columns)
     shape, trend = _mean(list(shapes.values())), _mean([p["score"] for p in pairs])
+    numeric = [v for c in columns if _numeric(c) for v in [shapes[c.name]]]
+    discrete = [v for c in columns if not _numeric(c) for v in [shapes[c.name]]]
     figures = {"column_shapes": shape, "pair_trends": trend,
+               "numeric_shapes": _mean(numeric), "category_shapes": _mean(discrete),
                "pair_trends_related": _mean([p["score"] for p in pairs if p["related"]]),
                "quality": _mean([shape, trend])}
     return figures, {"column_shapes": shapes, "pair_trends": pairs}
