@@ -16,11 +16,14 @@ def people(tmp_path_factory):
 
 def test_train_sample_and_evaluate_a_table(run_cli, people, tmp_path):
     run = tmp_path / "run"
-    code, _, stderr = run_cli("train", "--family", "gan", "--data", f"{people}:target=label", "--steps", 30,
+    code, _, stderr = run_cli("train", "--family", "gan", "--data", people, "--target", "label", "--steps", 30,
                               "--out", run, "--quiet")
     assert code == 0, stderr
     config = json.loads((run / "config.json").read_text())
     assert [c["kind"] for c in config["data"]["columns"]][:3] == ["integer", "continuous", "categorical"]
+    assert config["data"]["target"] == "label" and config["data"]["spec"].endswith("people.csv:target=label")
+    code, _, stderr = run_cli("train", "--family", "gan", "--data", "ring8", "--target", "label", "--out", tmp_path / "x")
+    assert code == 2 and "--target: only for a .csv table" in stderr
     out = tmp_path / "rows.csv"
     code, _, stderr = run_cli("sample", run, "--n", 40, "--out", out)
     assert code == 0, stderr

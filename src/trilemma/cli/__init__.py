@@ -35,13 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from trilemma import distributed
-    from trilemma.cli.arguments import check_outputs_apart
+    from trilemma.cli.arguments import check_outputs_apart, fold_table_options
 
     try:
         if distributed.launched():  # under torchrun: join the process group before any work
             from trilemma.device import resolve_device
 
             distributed.init(resolve_device(getattr(args, "device", "auto")))
+        fold_table_options(args)  # --data t.csv --target y: the spec t.csv:target=y
         check_outputs_apart(args)  # nothing a command writes may land on or among its inputs
         code = args.run(args)
         distributed.barrier()  # all ranks done before any tears the group down (no-op alone)

@@ -107,3 +107,27 @@ def features_choice(text: str, data_kind: str) -> str:
     if text in CHOICES:
         return text
     return str(features_file(text).resolve())
+
+
+def add_table_options(p: argparse.ArgumentParser) -> None:
+    """--target, --columns and --encoding of a .csv table, folded into its data spec."""
+    p.add_argument("--target", metavar="COLUMN", help="a .csv table: the categorical column to stratify the "
+                   "split on, condition on (--conditional) and predict in the train-on-synthetic scores")
+    p.add_argument("--columns", metavar="NAME=KIND,...", help="a .csv table: column kinds that override the "
+                   "inference (continuous, integer, categorical, boolean, datetime)")
+    p.add_argument("--encoding", help="a .csv table: its text encoding (default UTF-8), e.g. latin-1")
+
+
+def fold_table_options(args: argparse.Namespace) -> None:
+    """`--data t.csv --target y` becomes the data spec `t.csv:target=y`, which runs record and
+    reload; the options are refused for data that is not a table."""
+    given = [(key, getattr(args, key, None)) for key in ("target", "columns", "encoding")]
+    given = [(key, value) for key, value in given if value is not None]
+    if not given:
+        return
+    from trilemma.data import parse_spec
+    from trilemma.tables import TABLE_SUFFIXES
+
+    if args.data is None or Path(parse_spec(args.data)[0]).suffix.lower() not in TABLE_SUFFIXES:
+        raise UnsupportedRequest(f"--{given[0][0]}: only for a .csv table, not --data {args.data}")
+    args.data += "".join(f":{key}={value}" for key, value in given)

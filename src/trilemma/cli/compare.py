@@ -6,7 +6,13 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from trilemma.cli.arguments import FEATURES_HELP, features_choice, positive_float, positive_int
+from trilemma.cli.arguments import (
+    FEATURES_HELP,
+    add_table_options,
+    features_choice,
+    positive_float,
+    positive_int,
+)
 from trilemma.errors import UnsupportedRequest
 
 
@@ -15,6 +21,7 @@ def add_compare_parser(commands: Any) -> None:
         "compare", help="train every family on the same data under the same budget, evaluate them "
         "the same way and write report.html, results.json and results.csv")
     p.add_argument("--data", default="mnist", help="data spec, as for train (default: mnist)")
+    add_table_options(p)
     p.add_argument("--out", required=True, help="output folder (new; rerun with the same one to resume)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=positive_float,

@@ -6,15 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trilemma.cli.arguments import parse_overrides, positive_float, positive_int
+from trilemma.cli.arguments import add_table_options, parse_overrides, positive_float, positive_int
 from trilemma.families import family_names
 
 
 def add_train_parser(commands: Any) -> None:
     p = commands.add_parser("train", help="train one family on a data set")
     p.add_argument("--family", required=True, choices=family_names())
-    p.add_argument("--data", required=True, help="mnist, digits, ring8, grid25, a folder of images or an .npy/.npz file; "
-                   "options as mnist:classes=1-9")
+    p.add_argument("--data", required=True, help="mnist, digits, ring8, grid25, stacked-mnist, a folder of images, "
+                   "an .npy/.npz file or a .csv table; options as mnist:classes=1-9")
+    add_table_options(p)
     p.add_argument("--out", required=True, help="run folder (created; must be new or empty unless --resume)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=positive_float,

@@ -142,6 +142,9 @@ def _read_builtin(name: str):
 def load_data(spec: str) -> Dataset:
     """Build the Dataset a spec names. Raises DataError with a one-line reason."""
     source, options = parse_spec(spec)
+    table_options = [key for key in options if key in TABLE_OPTIONS]
+    if table_options and Path(source).suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"data spec '{spec}': {table_options[0]}=… is an option of a .csv table only")
     size = _parse_size(options["size"], spec) if "size" in options else None
     if source in BUILTIN_NAMES:
         x, labels, class_names, info = _builtin(source)
