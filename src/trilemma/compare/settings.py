@@ -42,7 +42,9 @@ class CompareSettings:
     n_samples: int = 1000
     n_curve: int = 400
     n_nfe: int = 200
-    n_likelihood: int = 500
+    # 300 held-out images: the bounds' standard errors were 0.006 (VAE) and 0.014 (diffusion)
+    # bits/dim at 500, where diffusion's bound cost a minute of the main job.
+    n_likelihood: int = 300
     nfe_steps: dict[str, tuple[int, ...]] = field(
         default_factory=lambda: dict(NFE_STEPS))
     device: str = "auto"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 IWAE_K = 32  # importance draws per held-out sample in a comparison
-VLB_STEPS = 25  # network evaluations per held-out sample of the diffusion bound in a comparison
+VLB_STEPS = 20  # network evaluations per held-out sample of the diffusion bound in a comparison
 
 
 def heldout_subset(dataset: Any, seed: int, count: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
