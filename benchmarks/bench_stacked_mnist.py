@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import matmul_peak_gflops, record
+from common import matmul_peak_gflops, record, run_compare
 
 
 def main() -> None:
@@ -35,14 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     peak = matmul_peak_gflops()
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="stacked-mnist-"))
-    command = [sys.executable, "-m", "trilemma", "compare", "--data", "stacked-mnist", "--families", args.families,
-               "--minutes", str(args.minutes), "--samples", str(args.samples), "--quiet", "--out", str(out)]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ})
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"compare failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    results = json.loads((out / "results.json").read_text())
+    results, wall = run_compare(["--data", "stacked-mnist", "--families", args.families, "--minutes", str(args.minutes),
+                                 "--samples", str(args.samples)], out)
     rows = {}
     for family, entry in results["families"].items():
         seed = entry["seeds"][0]

@@ -15,17 +15,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import matmul_peak_gflops, record
+from common import matmul_peak_gflops, record, run_compare
 
 COLUMNS = ["age", "income", "hours", "city", "plan", "member", "joined", "score", "visits", "label"]
 
@@ -61,14 +58,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tabular-"))
     table = write_customers(work / "customers.csv", args.rows)
     out = Path(args.out) if args.out else work / "compare"
-    command = [sys.executable, "-m", "trilemma", "compare", "--data", f"{table}:target=label", "--quiet",
-               "--out", str(out)]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ})
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"compare failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    results = json.loads((out / "results.json").read_text())
+    results, wall = run_compare(["--data", str(table), "--target", "label"], out)
     keys = ("column_shapes", "pair_trends", "pair_trends_related", "detection_auc", "categories_covered",
             "num_categories", "efficacy_accuracy", "dcr_closer_to_training", "exact_copies", "samples_per_s",
             "steps", "train_seconds")

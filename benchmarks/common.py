@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -68,3 +71,15 @@ def repeat_for(seconds: float, step: Callable[[], None], clock: Callable[[], flo
         steps += 1
     finish()
     return steps, clock() - start
+
+
+def run_compare(options: list[str], out: Path) -> tuple[dict, float]:
+    """`trilemma compare OPTIONS --quiet --out OUT` as its own process: (results.json, wall seconds).
+    A failed comparison stops the benchmark with its last lines of stderr."""
+    command = [sys.executable, "-m", "trilemma", "compare", *options, "--quiet", "--out", str(out)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ})
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"compare failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads((out / "results.json").read_text()), wall
