@@ -48,7 +48,7 @@ def column_figure(frames: dict[str, pd.DataFrame], columns: list[Any]) -> bytes:
     fig, axes = plt.subplots(rows, width, figsize=(3.6 * width, 2.8 * rows), squeeze=False)
     names = list(frames)
     for ax, column in zip(axes.flat, columns):
-        if column.kind in ("continuous", "integer", "datetime"):
+        if column.numeric:
             values = {n: as_numbers(f[column.name], column) for n, f in frames.items()}
             real = values[names[0]][~np.isnan(values[names[0]])]
             edges = np.histogram_bin_edges(real, bins=20)
@@ -76,7 +76,7 @@ def _correlations(frame: pd.DataFrame, columns: list[Any]) -> np.ndarray:
     """Pearson correlations of every column as numbers (categories as their codes by frequency)."""
     numbers = []
     for column in columns:
-        if column.kind in ("continuous", "integer", "datetime"):
+        if column.numeric:
             numbers.append(as_numbers(frame[column.name], column))
         else:
             order = {v: i for i, v in enumerate(column.categories)}

@@ -47,7 +47,7 @@ class Block:
 
     @property
     def numeric(self) -> bool:
-        return self.column.kind in ("continuous", "integer", "datetime")
+        return self.column.numeric
 
     @property
     def labels(self) -> list[str]:
@@ -101,7 +101,7 @@ class TableCodec:
         for column in columns:
             series = frame[column.name]
             has_missing = bool(column.missing_rate > 0)
-            if column.kind in ("continuous", "integer", "datetime"):
+            if column.numeric:
                 values = as_numbers(series, column)
                 values = values[~np.isnan(values)]
                 grid = np.quantile(values, _levels(min(GRID, max(2, len(np.unique(values))))))

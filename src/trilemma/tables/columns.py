@@ -40,8 +40,7 @@ class Column:
     """One column: its kind and what writing its values back needs. `categories` (categorical
     and boolean) are the values as text, most frequent first; `true_false` the file's own
     spellings of a boolean's two values; `timestamp` whether a datetime carries a time of day;
-    `numeric` whether a categorical column's values are numbers (then `categories` are written
-    back as they were); `decimals` the most decimals a continuous value has in the file."""
+    `decimals` the most decimals a continuous value has in the file."""
 
     name: str
     kind: str
@@ -49,8 +48,12 @@ class Column:
     categories: list[str] = field(default_factory=list)
     true_false: list[str] = field(default_factory=list)
     timestamp: bool = False
-    numeric: bool = False
     decimals: int = 0
+
+    @property
+    def numeric(self) -> bool:
+        """Numbers or dates: compared by their values, not as categories."""
+        return self.kind in ("continuous", "integer", "datetime")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +102,6 @@ def infer_column(name: str, cells: list[str | None], kind: str | None = None) ->
     elif kind == "categorical":
         values, counts = np.unique(np.asarray(present, dtype=object).astype(str), return_counts=True)
         column.categories = [str(v) for v in values[np.argsort(-counts, kind="stable")]]
-        column.numeric = all(_number(v) is not None for v in distinct)
     elif kind == "datetime":
         column.timestamp = any(len(v) > 10 for v in distinct)
     elif kind == "continuous":

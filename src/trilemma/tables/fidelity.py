@@ -34,10 +34,6 @@ BINS = 10
 CORRELATION_THRESHOLD, ASSOCIATION_THRESHOLD = 0.5, 0.3
 
 
-def _numeric(column: Column) -> bool:
-    return column.kind in ("continuous", "integer", "datetime")
-
-
 def _as_float(series: pd.Series, column: Column) -> np.ndarray:
     """A numeric or datetime column as float64, missing as NaN (datetimes in nanoseconds)."""
     if column.kind == "datetime":
@@ -71,7 +67,7 @@ def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, columns: list[Col
     """{column: KS or TV complement}."""
     shapes = {}
     for column in columns:
-        if _numeric(column):
+        if column.numeric:
             shapes[column.name] = ks_complement(_as_float(real[column.name], column),
                                                 _as_float(synthetic[column.name], column))
         else:
@@ -87,7 +83,7 @@ def _discrete(series: pd.Series, column: Column, edges: np.ndarray | None) -> li
 
 
 def _edges(real: pd.Series, column: Column) -> np.ndarray | None:
-    if not _numeric(column):
+    if not column.numeric:
         return None
     values = _as_float(real, column)
     edges = np.histogram_bin_edges(values[~np.isnan(values)], bins=BINS)
@@ -131,7 +127,7 @@ def pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, columns: list[Colum
     edges = {c.name: _edges(real[c.name], c) for c in columns}
     pairs = []
     for first, second in itertools.combinations(columns, 2):
-        if _numeric(first) and _numeric(second):
+        if first.numeric and second.numeric:
             score, relation = correlation(_as_float(real[first.name], first), _as_float(real[second.name], second),
                                           _as_float(synthetic[first.name], first),
                                           _as_float(synthetic[second.name], second))
@@ -163,8 +159,8 @@ def fidelity_figures(real: pd.DataFrame, synthetic: pd.DataFrame, columns: list[
     shapes = column_shapes(real, synthetic, columns)
     pairs = pair_trends(real, synthetic, columns)
     shape, trend = _mean(list(shapes.values())), _mean([p["score"] for p in pairs])
-    numeric = [v for c in columns if _numeric(c) for v in [shapes[c.name]]]
-    discrete = [v for c in columns if not _numeric(c) for v in [shapes[c.name]]]
+    numeric = [shapes[c.name] for c in columns if c.numeric]
+    discrete = [shapes[c.name] for c in columns if not c.numeric]
     figures = {"column_shapes": shape, "pair_trends": trend,
                "numeric_shapes": _mean(numeric), "category_shapes": _mean(discrete),
                "pair_trends_related": _mean([p["score"] for p in pairs if p["related"]]),
