@@ -63,6 +63,12 @@ def main() -> None:
             "num_categories", "efficacy_accuracy", "dcr_closer_to_training", "exact_copies", "samples_per_s",
             "steps", "train_seconds")
     rows = {name: {k: entry.get(k) for k in keys} for name, entry in results["families"].items()}
+    baselines = {name: {k: entry.get(k) for k in keys if entry.get(k) is not None}
+                 for name, entry in results.get("baselines", {}).items()}
+    for name, r in baselines.items():
+        print(f"{results['baselines'][name]['label']:>22}: shapes {r['column_shapes']:.3f}, trends {r['pair_trends']:.3f}, detection "
+              f"AUC {r['detection_auc']:.3f}, train-on-synthetic accuracy {r['efficacy_accuracy']:.3f}, "
+              f"exact copies {r['exact_copies']:.3f}")
     for name, r in rows.items():
         print(f"{name:>10}: shapes {r['column_shapes']:.3f}, trends {r['pair_trends']:.3f}, detection AUC "
               f"{r['detection_auc']:.3f}, categories {r['categories_covered']}/{r['num_categories']}, "
@@ -74,7 +80,8 @@ def main() -> None:
           f"recommended: {results['recommendation']['family']}; matmul peak {peak:.0f} GFLOP/s")
     record("tabular-compare", {"rows": args.rows, "columns": len(COLUMNS), "wall_seconds": wall,
                                "matmul_peak_gflops": peak, "families": rows, "efficacy_real_accuracy": real_accuracy,
-                               "recommended": results["recommendation"]["family"], "out": str(out)})
+                               "recommended": results["recommendation"]["family"], "baselines": baselines,
+                               "out": str(out)})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from small import SMALL as SMALL_SETTINGS
 from trilemma.checkpoints import latest_checkpoint, load_checkpoint
 from trilemma.data import load_data
 from trilemma.errors import TrainingDiverged
-from trilemma.families import family_names
+from trilemma.families import family_class, family_names
 from trilemma.training import Budget, train
 from trilemma.training.divergence import (
     EXPLOSION_FACTOR,
@@ -66,6 +66,17 @@ def test_the_median_is_over_recent_steps_per_loss():
         guard.accept({"d": 1.0, "g": 1.0})
     assert guard.verdict({"d": 150.0, "g": 1.0}).startswith("exploding loss d=150")
     assert guard.verdict({"d": 1.0, "g": 99.0}) is None
+
+
+def test_a_family_names_the_losses_whose_explosion_counts():
+    # A VAE's KL grows a hundredfold as a collapsed posterior comes into use; its total is watched.
+    guard = DivergenceGuard(watched=("loss",))
+    for _ in range(WARMUP):
+        guard.accept({"loss": 40.0, "recon": 39.9, "kl": 0.1})
+    assert guard.verdict({"loss": 35.0, "recon": 20.0, "kl": 15.0}) is None
+    assert guard.verdict({"loss": 1e5, "recon": 20.0, "kl": 15.0}).startswith("exploding loss loss=")
+    assert guard.verdict({"loss": 35.0, "recon": 20.0, "kl": math.nan}) == "non-finite loss kl=nan"
+    assert family_class("vae").explosion_watch == ("loss",) and family_class("gan").explosion_watch is None
 
 
 def test_the_fault_fires_as_often_as_its_step_is_listed(monkeypatch):

@@ -49,7 +49,16 @@ def test_compare_on_a_table_writes_the_table_report(run_cli, people, tmp_path):
         assert 0 < entry["column_shapes"] <= 1 and 0 <= entry["detection_auc"] <= 1
         assert entry["num_categories"] == 13 and entry["efficacy_accuracy"] is not None
     assert results["recommendation"]["family"] in results["families"]
+    # The untrained baselines and the ceiling, scored on as many rows, and never recommended.
+    baselines = results["baselines"]
+    assert list(baselines) == ["marginals", "copula", "real"]
+    assert baselines["real"]["exact_copies"] == 1.0 and baselines["copula"]["exact_copies"] < 0.05
+    assert baselines["copula"]["pair_trends_related"] > baselines["marginals"]["pair_trends_related"]
+    assert any("the untrained Gaussian copula" in r and "shapes + trends" in r
+               for r in results["recommendation"]["reasons"])
+    assert "copula,untrained," in (out / "results.csv").read_text()
     page = html.unescape((out / "report.html").read_text())
+    assert "copula (untrained)" in page and "real rows (ceiling)" in page
     for heading in ("Samples: the first rows", "Every column, real against synthetic",
                     "Correlations: synthetic against real", "The folklore, checked"):
         assert heading in page

@@ -11,7 +11,8 @@ the known pixels exactly. Every family can, each by its own means:
   e.g. Yeh et al. 2017), from several random starts, keeping the best fit.
 
 `mask` is bool (N, 1, H, W) or broadcastable, True = hidden. Images are model-space NCHW in
-[−1, 1]; the result equals `x` exactly wherever the mask is False.
+[−1, 1]; the result equals `x` exactly wherever the mask is False. Rows (points, a table's
+encoded rows: `trilemma.tables.imputation`) are (N, D) with a mask of the same shape.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def inpaint(
 def _check_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     mask = torch.as_tensor(mask, dtype=torch.bool)
     try:
-        return torch.broadcast_to(mask, (len(x), 1, *x.shape[2:])).to(x.device)
+        shape = x.shape if x.dim() == 2 else (len(x), 1, *x.shape[2:])
+        return torch.broadcast_to(mask, shape).to(x.device)
     except RuntimeError:
         raise UnsupportedRequest(f"mask of shape {tuple(mask.shape)} does not fit images of shape "
                                  f"{tuple(x.shape)}") from None
@@ -139,7 +141,7 @@ def _repaint_chains(family, known, hidden, generator, labels, *, steps, resample
 
 
 def _guided_prediction(family, sample, t, labels, guidance, known, hidden) -> tuple[Denoised, torch.Tensor]:
-    """The denoiser's answer at x_t, clipped, and the gradient of ‖m ⊙ (x − x̂0(x_t))‖ with
+    """The denoiser's answer at x_t, clipped (images), and the gradient of ‖m ⊙ (x − x̂0(x_t))‖ with
     respect to x_t (through the unclipped x̂0, whose gradient clipping would cut)."""
     with torch.enable_grad():
         x_t = sample.float().requires_grad_(True)
@@ -147,6 +149,8 @@ def _guided_prediction(family, sample, t, labels, guidance, known, hidden) -> tu
         error = ((denoised.x0 - known) * ~hidden).flatten(1).norm(dim=1)
         (gradient,) = torch.autograd.grad(error.sum(), x_t)
     unclipped = Denoised(denoised.x0.detach(), denoised.eps.detach(), denoised.nfe)
+    if not family.config.data.is_image:  # points and a table's rows are unbounded: nothing to clip
+        return unclipped, gradient.double()
     schedule = family.noise_schedule
     return unclipped.clipped(sample, schedule.alpha(t), schedule.sigma(t)), gradient.double()
 
@@ -163,7 +167,7 @@ def clamped_reconstruction(
         raise UnsupportedRequest(f"iterations must be at least 1, not {iterations}")
     known_count = (~mask).flatten(1).sum(1).clamp(min=1)
     fill = (x * ~mask).flatten(1).sum(1) / known_count
-    current = torch.where(mask, fill[:, None, None, None].expand_as(x), x)
+    current = torch.where(mask, fill.view(-1, *[1] * (x.dim() - 1)).expand_as(x), x)
     for _ in range(iterations):
         mean, _ = family.encode(current, labels)
         current = torch.where(mask, family.decode(mean, labels), x)
@@ -200,8 +204,9 @@ def fit_latents(
         raise UnsupportedRequest(f"the {family_name(family)} family does not state its latent size")
     device = x.device
     z = randn((restarts * n, latent_dim), generator, device).requires_grad_(True)
-    target = x.repeat(restarts, 1, 1, 1)
-    weight = known.expand_as(x).float().repeat(restarts, 1, 1, 1)
+    ones = [1] * (x.dim() - 1)
+    target = x.repeat(restarts, *ones)
+    weight = known.expand_as(x).float().repeat(restarts, *ones)
     per_image = weight.flatten(1).sum(1).clamp(min=1)
     repeated_labels = None if labels is None else labels.repeat(restarts)
     optimizer = torch.optim.Adam([z], lr=lr)

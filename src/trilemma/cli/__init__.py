@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     from trilemma.cli.evaluate import add_evaluate_parser
     from trilemma.cli.sample import add_sample_parser
     from trilemma.cli.scoring import add_scoring_parsers
+    from trilemma.cli.table_tasks import add_table_parsers
     from trilemma.cli.train import add_train_parser
 
     parser = argparse.ArgumentParser(
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (add_train_parser, add_sample_parser, add_evaluate_parser, add_compare_parser,
-                add_editing_parsers, add_scoring_parsers):
+                add_editing_parsers, add_scoring_parsers, add_table_parsers):
         add(commands)
     return parser
 

@@ -70,7 +70,7 @@ def output_file(path: str | Path | None, option: str = "--out", suffix: str | No
 # of images), and options that may name a single input file (`source` is evaluate's FILE.npz,
 # or a run folder, which may be written into). And what it writes.
 DATA_SPECS = ("data",)
-INPUT_FILES = ("source", "images", "reference", "labels", "mask")
+INPUT_FILES = ("source", "images", "reference", "labels", "mask", "rows")
 OUTPUTS = {"out": "--out", "json_out": "--json", "grid": "--grid"}
 
 

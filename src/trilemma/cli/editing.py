@@ -94,6 +94,9 @@ def _load(args: argparse.Namespace):
 
     run = load_run(args.run_dir, args.device)
     if run.family.config.data.kind != "image":
+        if run.config.get("data", {}).get("kind") == "table":
+            raise UnsupportedRequest(f"{args.run_dir}: `{args.command}` works on image runs; this one models a table "
+                                     "(fill its empty cells with `trilemma impute RUN --rows FILE.csv --out FILE.csv`)")
         raise UnsupportedRequest(f"{args.run_dir}: `{args.command}` works on image runs; this one models points")
     return run
 

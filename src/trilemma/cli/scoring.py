@@ -105,6 +105,10 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
 
     out = output_file(args.out, "--out", ".csv")
     json_out = output_file(args.json_out, "--json")
+    if args.images is not None and str(args.images).lower().endswith(".csv"):
+        from trilemma.cli.table_tasks import table_anomaly
+
+        return table_anomaly(args, out, json_out)
     if (args.images is None) == (args.data is None):
         raise UnsupportedRequest("give the images to score: --images FILE.npz or --data SPEC (its held-out split)")
     if args.labels and args.anomalous_classes:
@@ -206,7 +210,8 @@ def add_scoring_parsers(commands: Any) -> None:
     p = commands.add_parser("anomaly", help="anomaly score per image from a trained run, and AUROC")
     p.add_argument("run_dir")
     p.add_argument("--images", metavar="FILE.npz", help="images to score: 'x' uint8 N×H×W×C as `trilemma "
-                   "sample` writes (or N×H×W or N×C×H×W; floats in [0, 1]), optional 'y' class labels")
+                   "sample` writes (or N×H×W or N×C×H×W; floats in [0, 1]), optional 'y' class labels; "
+                   "for a table run, a CSV of rows with its columns")
     p.add_argument("--data", metavar="SPEC", help="score the held-out split of this data instead (e.g. mnist)")
     p.add_argument("--out", required=True, metavar="SCORES.csv",
                    help="CSV, one row per image in input order: index, score (higher = more anomalous), "

@@ -78,9 +78,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         save_sample_picture(preview.x, picture, dataset.name)
     state = "stopped early (resume with --resume)" if result.interrupted else "done"
+    unit = {"image": "images", "table": "rows"}.get(dataset.kind, "points")
     print(
         f"{args.family} on {dataset.name}: {state} after {result.steps} steps in {result.seconds:.1f} "
-        f"{'CPU-' if result.clock == 'cpu' else ''}s ({result.images_per_second:.0f} images/s; "
+        f"{'CPU-' if result.clock == 'cpu' else ''}s ({result.images_per_second:.0f} {unit}/s; "
         f"{result.wall_seconds:.1f} s on the wall clock); checkpoint in {args.out}; samples in {picture}"
     )
     return 130 if result.interrupted else 0  # the shell's code for a run stopped by Ctrl-C

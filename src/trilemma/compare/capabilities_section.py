@@ -54,8 +54,12 @@ def measure(runs: dict[str, Any], dataset: Dataset, *, conditional: bool, seed: 
     from trilemma.capabilities.interpolation import interpolate, smoothness, smoothness_extractor
     from trilemma.capabilities.masks import make_mask
 
+    if dataset.kind == "table":
+        from trilemma.compare import table_capabilities
+
+        return table_capabilities.measure(runs, dataset, conditional=conditional, seed=seed, log=log)
     if dataset.kind != "image":
-        return {"skipped": "the capabilities section is measured on images"}
+        return {"skipped": "the capabilities section is measured on images and tables"}
     rng = np.random.default_rng(seed)
     # A random draw in random order, so that the 8 shown and the interpolation pairs mix classes
     # (held-out sets may be stored class by class).
@@ -162,6 +166,10 @@ def render(section: dict[str, Any], img: Callable[[bytes, str], str]) -> str:
     """The report's capabilities section; `img` embeds PNG bytes."""
     if "skipped" in section:
         return f"<h2>Capabilities</h2><p>{_e(section['skipped'])}</p>"
+    if section.get("kind") == "table":
+        from trilemma.compare import table_capabilities
+
+        return table_capabilities.render(section)
     families = list(section["methods"])
     tasks = list(next(iter(section["methods"].values())))
     parts = ["<h2>Capabilities</h2>", ("<p>What each family can do beyond sampling, read from the "

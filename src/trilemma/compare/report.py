@@ -15,6 +15,7 @@ from trilemma.compare import (
     machine_section,
     table_section,
 )
+from trilemma.compare.scoring import CRITERIA
 from trilemma.io import write_text
 from trilemma.metrics.catalogue import BY_KEY, RESULT_METRICS, TABLES, Metric
 
@@ -75,8 +76,10 @@ def _figure(metric: Metric, value: Any) -> str:
 
 
 def _metrics_table(results: dict[str, Any]) -> str:
-    """Every results column with a row of its own, grouped by the tables of its declaration."""
-    families = results["families"]
+    """Every results column with a row of its own, grouped by the tables of its declaration; a
+    table's baselines and real-rows ceiling are columns after the families'."""
+    families = {**results["families"],
+                **{b["label"]: b for b in (results.get("baselines") or {}).values()}}
     fid_name = next(iter(families.values())).get("fid_name") or "FD"
     untrusted = set((results.get("ladders") or {}).get("untrustworthy") or [])
     head = "".join(f"<th>{_e(n)}</th>" for n in families)
@@ -108,7 +111,7 @@ def _metric_row(metric: Metric, families: dict[str, Any], fid_name: str, untrust
 def _recommendation(results: dict[str, Any]) -> str:
     rec = results["recommendation"]
     scores = rec["scores"]
-    criteria = [c for c in ("fidelity", "diversity", "speed", "stability")
+    criteria = [c for c in CRITERIA
                 if any(s.get(c) is not None for s in scores.values())]
     head = "".join(f"<th>{c} (weight {rec['priorities'].get(c, 0):g})</th>" for c in criteria)
     rows = "".join(
@@ -117,9 +120,9 @@ def _recommendation(results: dict[str, Any]) -> str:
     reasons = "".join(f"<li>{_e(r)}</li>" for r in rec["reasons"])
     return (f'<div class="box"><h2>Recommendation: {_e(rec["family"])}</h2><ul>{reasons}</ul>'
             f"<table><tr><th>family</th>{head}<th>weighted score</th></tr>{rows}</table>"
-            f'<p class="note">Scores are relative to the best family of this comparison (1 = best); '
-            f'within reach: {_e(rec["reach_rule"])}. Change the weights with '
-            f'<code>--priorities fidelity=W,diversity=W,speed=W,stability=W</code>.</p></div>')
+            f'<p class="note">Scores are relative to the best family of this comparison (1 = best; privacy, '
+            f'where measured, is absolute); within reach: {_e(rec["reach_rule"])}. Change the weights with '
+            f'<code>--priorities fidelity=W,diversity=W,speed=W,stability=W,privacy=W</code>.</p></div>')
 
 
 def _claims(results: dict[str, Any]) -> str:

@@ -51,12 +51,15 @@ def _spread(values: list[Any]) -> tuple[Any, Any]:
 
 def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset: Dataset, *,
               device: dict[str, Any], peak_gflops: float, peak_precision: str = "fp32",
-              ladders: dict[str, Any] | None = None) -> dict[str, Any]:
+              ladders: dict[str, Any] | None = None,
+              baselines: dict[str, Any] | None = None) -> dict[str, Any]:
     """results.json's content: per family the mean of every figure over seeds, its standard
     deviation (``FIELD_std``, seeds > 1), the per-seed figures, curves, collapses seen on them,
     divergence rollbacks and provenance; then the claims checked against them and the
     recommendation for the settings' priorities, which leaves out the figures `ladders` (the
-    sanity ladders of the image features, if any) found untrustworthy."""
+    sanity ladders of the image features, if any) found untrustworthy. `baselines`: a table's
+    untrained baselines and real-rows ceiling (`compare.table_baselines`), shown beside the
+    families and never recommended."""
     from trilemma.compare.claims import check_claims
     from trilemma.compare.contention import warnings
     from trilemma.compare.scoring import recommend
@@ -109,6 +112,7 @@ def summarise(records: list[dict[str, Any]], settings: CompareSettings, dataset:
         "families": families,
         "warnings": warnings(records, peak_gflops if device.get("type", "cpu") == "cpu" else None),
         "ladders": ladders,
+        "baselines": baselines or {},
     }
     results["claims"] = check_claims(results)
     results["recommendation"] = recommend(results, settings.priorities)
@@ -124,6 +128,9 @@ def csv_text(results: dict[str, Any]) -> str:
             writer.writerow([name, row["seed"], entry["fid_name"], *(_cell(row[c]) for c in COLUMNS)])
         if len(entry["seeds"]) > 1:
             writer.writerow([name, "mean", entry["fid_name"], *(_cell(entry[c]) for c in COLUMNS)])
+    for name, entry in (results.get("baselines") or {}).items():
+        writer.writerow([name, "untrained" if name != "real" else "ceiling", "",
+                         *(_cell(entry.get(c)) for c in COLUMNS)])
     return out.getvalue()
 
 

@@ -157,8 +157,9 @@ def run_comparison(settings: CompareSettings, out_dir: str | Path, *, progress: 
         _run_one_by_one(settings, dataset, extractor, out_dir, budgets, peak, log, progress, on_family_done)
     records = [_record(out_dir, family, seed, log) for seed in range(settings.seeds) for family in settings.families]
     ladders = _ladders(dataset, extractor, out_dir, log) if extractor is not None else None
+    baselines = _baselines(settings, dataset, out_dir, log) if dataset.kind == "table" else None
     results = summarise(records, settings, dataset, device=describe_device(device), peak_gflops=peak,
-                        peak_precision=peak_precision, ladders=ladders)
+                        peak_precision=peak_precision, ladders=ladders, baselines=baselines)
     if settings.capabilities:
         results["capabilities"] = _capabilities(settings, dataset, out_dir, log)
     results["wall_seconds_this_invocation"] = time.perf_counter() - started
@@ -296,6 +297,21 @@ def _capabilities(settings: CompareSettings, dataset: Dataset, out_dir: Path, lo
         write_json_atomic(path, section)
     distributed.barrier()
     return section if distributed.is_main() else read_json(path)
+
+
+def _baselines(settings: CompareSettings, dataset: Dataset, out_dir: Path, log: _Log) -> dict[str, Any]:
+    """A table's untrained baselines and real-rows ceiling, scored once (rank 0) and kept in
+    baselines.json."""
+    from trilemma.compare.table_baselines import measure_baselines
+
+    path = out_dir / "baselines.json"
+    if path.exists():
+        return read_json(path)
+    if distributed.is_main():
+        log("scoring the untrained baselines (independent marginals, Gaussian copula) and real rows")
+        write_json_atomic(path, measure_baselines(dataset, settings.n_samples))
+    distributed.barrier()
+    return read_json(path)
 
 
 def _budget_text(settings: CompareSettings, device: torch.device) -> str:

@@ -13,6 +13,10 @@ Criteria, each in [0, 1] with 1 for the best family here:
   0: a family 10× slower than the fastest scores 0.67, 1,000× slower scores 0.
 * stability: 1 − (coefficient of variation of FD across seeds) / 0.5, floored at 0; measured
   only with several seeds, and left out of the weighting otherwise.
+* privacy (tables): the mean of 2 (1 − the share of rows closer to a training row than to a
+  held-out one), capped at 1 (a share of 0.5 or less: no closer to the training rows than to
+  unseen ones), and 1 − the share of rows that copy a training row exactly. Absolute, not
+  relative to the best: a family that copies its data scores 0 however the others do.
 
 A family whose FD is more than ``REACH`` times the best FD is "out of reach": it is not
 recommended, however fast, while a family within reach exists.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-CRITERIA = ("fidelity", "diversity", "speed", "stability")
+CRITERIA = ("fidelity", "diversity", "speed", "stability", "privacy")
 REACH = 2.0  # FD within this factor of the best counts as comparable quality
 
 
@@ -88,8 +92,16 @@ def criterion_scores(families: dict[str, dict[str, Any]]) -> dict[str, dict[str,
         if f.get("fid_cv") is not None:
             stability = max(0.0, 1 - f["fid_cv"] / 0.5)
         scores[name] = {"fidelity": _mean(fidelity), "diversity": _mean(diversity),
-                        "speed": speed, "stability": stability}
+                        "speed": speed, "stability": stability, "privacy": privacy_score(f)}
     return scores
+
+
+def privacy_score(figures: dict[str, Any]) -> float | None:
+    """The privacy criterion of one family's (or baseline's) figures; None where unmeasured."""
+    share, copies = figures.get("dcr_closer_to_training"), figures.get("exact_copies")
+    if share is None:
+        return None
+    return _mean([min(1.0, max(0.0, 2 * (1 - share))), None if copies is None else 1 - copies])
 
 
 def recommend(results: dict[str, Any], priorities: dict[str, float]) -> dict[str, Any]:
@@ -117,6 +129,12 @@ def recommend(results: dict[str, Any], priorities: dict[str, float]) -> dict[str
     if untrusted:
         reasons.append(f"Left out as untrustworthy on this data (they failed a sanity ladder): "
                        f"{', '.join(sorted(untrusted))}.")
+    if results.get("baselines"):
+        from trilemma.compare.table_baselines import baseline_reason
+
+        line = baseline_reason(choice, families[choice], results["baselines"])
+        if line:
+            reasons.append(line)
     if unmeasured:
         reasons.append(f"Not measured in this run, so left out of the weighting: {', '.join(unmeasured)}"
                        + (" (needs --seeds 2 or more)." if "stability" in unmeasured else "."))
@@ -140,7 +158,7 @@ def _reasons(choice: str, families: dict[str, Any], scores: dict[str, dict[str, 
     ordered = sorted(totals, key=totals.get, reverse=True)
     lines = [f"With priorities {weights}, {choice} scores {totals[choice]:.2f} "
              f"(" + ", ".join(f"{n} {totals[n]:.2f}" for n in ordered if n != choice) + ")."]
-    for criterion in ("fidelity", "diversity", "speed", "stability"):
+    for criterion in CRITERIA:
         if priorities.get(criterion, 0) <= 0:
             continue
         values = {n: s[criterion] for n, s in scores.items() if s[criterion] is not None}
@@ -182,4 +200,7 @@ def _figure(criterion: str, families: dict[str, Any]) -> str:
                       each("categories covered", "categories_covered", ".0f"))
     if criterion == "speed":
         return joined(each("samples/s", "samples_per_s", ".0f"))
+    if criterion == "privacy":
+        return joined(each("share of rows closer to training than to held-out rows", "dcr_closer_to_training", ".3f"),
+                      each("exact copies", "exact_copies", ".3f"))
     return joined(each("FD coefficient of variation across seeds", "fid_cv", ".2f"))

@@ -9,7 +9,8 @@ from typing import Any
 from trilemma.errors import UnsupportedRequest
 from trilemma.families import default_comparison, family_class, family_names
 
-DEFAULT_PRIORITIES = {"fidelity": 1.0, "diversity": 1.0, "speed": 0.5, "stability": 0.5}
+# privacy (tables: how far the rows keep from the training rows) weighs nothing unless asked for.
+DEFAULT_PRIORITIES = {"fidelity": 1.0, "diversity": 1.0, "speed": 0.5, "stability": 0.5, "privacy": 0.0}
 
 
 # Step counts of the FD-against-NFE curves, per sampler of any family (S Heun steps cost 2S − 1

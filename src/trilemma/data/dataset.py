@@ -43,6 +43,11 @@ class Normalizer:
         return cls(kind=d["kind"], mean=list(d.get("mean", [])), scale=float(d.get("scale", 1.0)))
 
     @classmethod
+    def identity(cls, width: int) -> Normalizer:
+        """Points trained as they are stored (a table's encoded rows: scores and ±1 codes)."""
+        return cls("points", [0.0] * width, 1.0)
+
+    @classmethod
     def fit(cls, kind: str, x: np.ndarray) -> Normalizer:
         if kind == "image":
             return cls("image")
@@ -73,6 +78,11 @@ class Dataset:
     def model_kind(self) -> str:
         """What the families model: a table's encoded rows are vectors, as points are."""
         return "points" if self.kind == "table" else self.kind
+
+    @property
+    def layout(self) -> tuple[tuple[str, int], ...]:
+        """The segments of a table's encoded rows (`DataShape.layout`); () for other data."""
+        return ()
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

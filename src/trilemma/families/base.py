@@ -44,10 +44,17 @@ class DataShape:
     kind: str  # "image" or "points"
     sample_shape: tuple[int, ...]
     num_classes: int = 0  # > 0 only for a conditional model
+    # A table's rows: their segments, ((kind, width), …) (`trilemma.families.table_layout`);
+    # () for images and points.
+    layout: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_image(self) -> bool:
         return self.kind == "image"
+
+    @property
+    def is_table(self) -> bool:
+        return bool(self.layout)
 
 
 @dataclass
@@ -81,7 +88,8 @@ def _from_dict(cls, d: dict[str, Any]):
         if is_dataclass(default) and isinstance(value, dict):
             value = _from_dict(type(default), value)
         elif name == "data" and isinstance(value, dict):
-            value = DataShape(**{**value, "sample_shape": tuple(value["sample_shape"])})
+            value = DataShape(**{**value, "sample_shape": tuple(value["sample_shape"]),
+                                 "layout": tuple((kind, int(w)) for kind, w in value.get("layout", ()))})
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
@@ -108,6 +116,9 @@ class Family(nn.Module, ABC):
     folklore: ClassVar[dict[str, str]] = {}
     in_default_comparison: ClassVar[bool] = False  # trained by `trilemma compare` unless --families
     hybrid: ClassVar[bool] = False  # a hybrid of the classic three: `compare --hybrids` adds it
+    # The losses the divergence rule's explosion test reads (`trilemma.training.divergence`);
+    # None: every loss training_step returns. Non-finite values count in every loss regardless.
+    explosion_watch: ClassVar[tuple[str, ...] | None] = None
     # Settings the comparison's GPU preset changes (wider networks, larger batches).
     gpu_settings: ClassVar[dict[str, Any]] = {}
 

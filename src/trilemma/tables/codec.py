@@ -95,6 +95,18 @@ class TableCodec:
                 start += b.width
         return TableCodec(blocks)
 
+    def layout(self) -> tuple[tuple[str, int], ...]:
+        """The encoded row's segments (`trilemma.families.table_layout`): a score per number or
+        date, a ±1 flag per column with missing cells, a one-hot block per category column (its
+        missing cells one more category)."""
+        segments: list[tuple[str, int]] = []
+        for b in self.blocks:
+            if b.numeric:
+                segments += [("gaussian", 1)] + ([("binary", 1)] if b.has_missing else [])
+            else:
+                segments.append(("categorical", b.width))
+        return tuple(segments)
+
     @classmethod
     def fit(cls, frame: pd.DataFrame, columns: list[Column]) -> TableCodec:
         blocks, start = [], 0

@@ -38,6 +38,10 @@ class TableData(Dataset):
     def columns(self) -> list[Column]:
         return self.codec.columns
 
+    @property
+    def layout(self) -> tuple[tuple[str, int], ...]:
+        return self.codec.layout()
+
     def decode(self, rows: np.ndarray) -> pd.DataFrame:
         """Rows in the data's units (`Normalizer.from_model`'s) as a table of the real columns."""
         return self.codec.decode(rows)
@@ -72,7 +76,7 @@ def load_table(path: Path, options: dict[str, str], spec: str, split_seed: int,
     dataset = TableData(
         name=printable(path.name), kind="table", x_train=torch.from_numpy(x_train), y_train=y_train,
         x_heldout=torch.from_numpy(x_heldout), y_heldout=y_heldout, class_names=class_names,
-        normalizer=Normalizer.fit("points", x_train), info=info)
+        normalizer=Normalizer.identity(codec.width), info=info)
     dataset.codec, dataset.frame_train, dataset.frame_heldout, dataset.target = codec, frame_train, frame_heldout, target
     return dataset
 

@@ -56,10 +56,11 @@ def _decode(path: Path, data: bytes, encoding: str | None) -> str:
                         "name it with --encoding (e.g. --encoding latin-1)") from None
 
 
-def read_csv(path: str | Path, encoding: str | None = None) -> RawTable:
+def read_csv(path: str | Path, encoding: str | None = None, *, training: bool = True) -> RawTable:
     """The table in `path` (comma-separated, a header line first), or a `DataError` saying what
-    is wrong: empty, a header only, fewer than `MIN_ROWS` rows, a ragged row, a duplicated or
-    empty column name, text that is not in the encoding, a column with every cell missing."""
+    is wrong: empty, a header only, a ragged row, a duplicated or empty column name, text that is
+    not in the encoding; and for a table to train on (`training`), fewer than `MIN_ROWS` rows or
+    a column with every cell missing (rows given to a trained model may be few, with gaps)."""
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_BYTES:
@@ -87,11 +88,11 @@ def read_csv(path: str | Path, encoding: str | None = None) -> RawTable:
             raise DataError(f"{printable(path)}: line {number} has {len(cells)} cells, the header "
                             f"{len(columns)} ({', '.join(columns[:6])}{', …' if len(columns) > 6 else ''})")
         rows.append([None if cell.strip().lower() in MISSING_TOKENS else cell.strip() for cell in cells])
-    if len(rows) < MIN_ROWS:
+    if training and len(rows) < MIN_ROWS:
         raise DataError(f"{printable(path)}: {len(rows)} row{'s' if len(rows) != 1 else ''}; "
                         f"a table needs at least {MIN_ROWS} to split and to measure")
     table = RawTable(path, columns, rows)
-    for index, name in enumerate(columns):
+    for index, name in enumerate(columns if training else []):
         if all(cell is None for cell in table.column(index)):
             raise DataError(f"{printable(path)}: column '{printable(name)}' (column {index + 1}) has "
                             "every cell missing; drop it")

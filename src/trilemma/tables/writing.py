@@ -1,4 +1,5 @@
-"""A table written back as CSV the way the user's file writes it, and the table data of a run.
+"""A table written back as CSV the way the user's file writes it, the table data of a run, and
+rows of a run's table read from a user's file.
 
 Cells are written in the file's own forms: a boolean with the file's spellings (yes/no, 1/0…),
 a date as YYYY-MM-DD and a timestamp as YYYY-MM-DDTHH:MM:SS, an integer without a decimal
@@ -63,3 +64,23 @@ def table_of_run(run: Any):
         raise DataError(f"{printable(data['spec'])}: the file has changed since {printable(run.run_dir)} was "
                         "trained on it; its rows can no longer be decoded as they were encoded")
     return dataset
+
+
+def read_rows(path: str | Path, dataset: Any, encoding: str | None = None) -> pd.DataFrame:
+    """Rows of a run's table from a user's CSV (for `impute` and `anomaly`): the run's columns,
+    in any order, read with the run's column kinds; missing cells stay missing. A column the run
+    does not know, or one it lacks, is a one-line `DataError` naming the file."""
+    from trilemma.tables.columns import to_frame
+    from trilemma.tables.reading import read_csv
+
+    raw = read_csv(path, encoding, training=False)
+    known = {c.name: c for c in dataset.columns}
+    extra = [name for name in raw.columns if name not in known]
+    lacking = [name for name in known if name not in raw.columns]
+    if extra or lacking:
+        parts = ([f"columns the run does not know: {', '.join(map(printable, extra))}"] if extra else []) + \
+                ([f"the run's columns it lacks: {', '.join(map(printable, lacking))}"] if lacking else [])
+        raise DataError(f"{printable(path)}: {'; '.join(parts)} (the run was trained on "
+                        f"{', '.join(map(printable, known))})")
+    frame = to_frame(raw, [known[name] for name in raw.columns])
+    return frame[list(known)]

@@ -64,7 +64,8 @@ def calibrate(family_name: str, dataset: Dataset, *, conditional: bool = False,
     """The family's steps per CPU-second on one idle core of this machine: from the cache, or
     measured now (best of BURSTS bursts of real training steps on the data) and cached."""
     cls = family_class(family_name)
-    data = DataShape(dataset.model_kind, dataset.sample_shape, dataset.num_classes if conditional else 0)
+    data = DataShape(dataset.model_kind, dataset.sample_shape, dataset.num_classes if conditional else 0,
+                     dataset.layout)
     config = cls.default_config(data, **(overrides or {}))
     key = _key(family_name, config.to_json(), precision)
     entries = _read_cache()

@@ -59,7 +59,8 @@ class DivergenceGuard:
     learning-rate scale they left. The same on every rank under torchrun: it only ever sees
     the all-reduced losses, and its state travels in the checkpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, watched: tuple[str, ...] | None = None) -> None:
+        self.watched = watched  # the losses the explosion rule reads (None: all of them)
         self.window: deque[list[float]] = deque(maxlen=WINDOW)
         self.rollbacks: list[dict[str, Any]] = []
         self.lr_scale = 1.0
@@ -83,6 +84,8 @@ class DivergenceGuard:
         if len(self.window) < WARMUP:
             return None
         for i, (name, value) in enumerate(losses.items()):
+            if self.watched is not None and name not in self.watched:
+                continue
             median = statistics.median(row[i] for row in self.window)
             if abs(value) > EXPLOSION_FLOOR and abs(value) > EXPLOSION_FACTOR * median:
                 return (f"exploding loss {name}={value:.4g} (over {EXPLOSION_FACTOR:g}x its median "

@@ -153,7 +153,8 @@ class TrainingRun:
             if threads is None and self.threads is not None:
                 self.threads = stored.get("threads") or self.threads
         else:
-            data = DataShape(dataset.model_kind, dataset.sample_shape, dataset.num_classes if conditional else 0)
+            data = DataShape(dataset.model_kind, dataset.sample_shape,
+                             dataset.num_classes if conditional else 0, dataset.layout)
             budget, config = budget or default_budget(dataset), cls.default_config(data, **overrides)
             if self.unit == "cpu" and budget.seconds and budget.steps is None:
                 budget = calibrated_budget(budget, family_name, dataset, conditional=conditional,
@@ -192,7 +193,7 @@ class TrainingRun:
         optim = self.config.optim
         self.ema = EMA(self.family.averaged_network(), optim.ema_power, optim.ema_max_decay)
         self.step, self.elapsed, self.wall, self.losses, self.loss_names = 0, 0.0, 0.0, {}, []
-        self.guard = DivergenceGuard()
+        self.guard = DivergenceGuard(type(self.family).explosion_watch)
         self.sync = SyncPolicy(self.sync_every, self.device.type)
 
     def _write_record(self) -> None:
