@@ -138,7 +138,7 @@ def test_an_incomplete_family_is_refused_with_what_it_lacks():
     with pytest.raises(TypeError, match="does not declare colour"):
         register(type("NoColour", (Toy,), {"name": "no-colour", "colour": ""}))
     with pytest.raises(TypeError, match="unknown data kinds"):
-        register(type("Tables", (Toy,), {"name": "tables", "data_kinds": ("table",)}))
+        register(type("Tables", (Toy,), {"name": "tables", "data_kinds": ("spreadsheet",)}))
     with pytest.raises(ValueError, match="registered already"):
         register(type("Again", (Toy,), {"name": "vae"}))
     assert not {"no-step", "no-colour", "tables"} & set(family_names())

@@ -44,7 +44,7 @@ def test_compare_on_a_table_writes_the_table_report(run_cli, people, tmp_path):
     assert code == 0, stderr
     assert "shapes" in stdout and "recommended:" in stdout
     results = json.loads((out / "results.json").read_text())
-    assert results["kind"] == "table" and list(results["families"]) == ["vae", "gan", "diffusion"]
+    assert results["kind"] == "table" and list(results["families"]) == ["vae", "gan", "tabddpm"]
     for entry in results["families"].values():
         assert 0 < entry["column_shapes"] <= 1 and 0 <= entry["detection_auc"] <= 1
         assert entry["num_categories"] == 13 and entry["efficacy_accuracy"] is not None

@@ -154,6 +154,11 @@ def test_the_gradient_penalty_is_zero_for_a_unit_slope_critic_and_counts_per_pac
         critic.linear.weight.mul_(3)
     torch.testing.assert_close(model.gradient_penalty(real, fake, None, critic, None), torch.tensor(4.0))
     assert model.critic(real, None, critic).shape == (10,)  # 40 rows judged 4 at a time
+    # A critic of packs scores no single row, so it offers no anomaly score.
+    from trilemma.capabilities.anomaly import score_method
+
+    with pytest.raises(UnsupportedRequest, match="judges packs of 4 rows"):
+        score_method(model)
 
 
 def test_wgan_gp_trains_on_images_too():
@@ -182,3 +187,70 @@ def test_the_tvae_decoder_samples_valid_rows_and_scores_them():
     _, log_scale = model._mean_and_log_scale(decoded)
     torch.testing.assert_close(nll, table_layout.reconstruction_nll(decoded, rows[:3], LAYOUT, log_scale))
     assert torch.equal(table_layout.hard_rows(model.decode(z), LAYOUT), model.decode(z))
+
+
+def test_tabddpms_multinomial_posterior_is_bayes_rule_averaged_over_the_predicted_x0():
+    from trilemma.families.tabddpm import cosine_alpha_bar
+
+    layout = (("gaussian", 1), ("categorical", 3))
+    model = family_class("tabddpm")(family_class("tabddpm").default_config(DataShape("points", (4,), 0, layout)))
+    alpha_bar = cosine_alpha_bar(1000)
+    assert alpha_bar[0] == 1 and torch.all(alpha_bar[1:] < alpha_bar[:-1]) and alpha_bar[-1] < 1e-3
+    k, t, s = 3, 700, 450
+    x0 = torch.tensor([[0.2, 0.5, 0.3]], dtype=torch.float64)  # a predicted distribution of x0
+    step = alpha_bar[t] / alpha_bar[s]
+    for observed in range(k):
+        x_t = F.one_hot(torch.tensor([observed]), k).double()
+        # Bayes for each x0 = j: q(x_s | x_t, j) ∝ q(x_t | x_s) q(x_s | j); then averaged over x0.
+        likelihood = torch.tensor([step * (i == observed) + (1 - step) / k for i in range(k)], dtype=torch.float64)
+        expected = torch.zeros(k, dtype=torch.float64)
+        for j in range(k):
+            prior = alpha_bar[s] * (torch.arange(k) == j) + (1 - alpha_bar[s]) / k
+            expected += x0[0, j] * likelihood * prior / (likelihood * prior).sum()
+        got = model._posterior(x_t, x0, torch.tensor([t]), torch.tensor([s]), k)[0]
+        torch.testing.assert_close(got, expected)
+    # With the exact p(x0 | x_t) the chain ends at the data's shares, for any number of steps.
+    shares = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    only = family_class("tabddpm")(family_class("tabddpm").default_config(DataShape("points", (3,), 0,
+                                                                                   (("categorical", 3),))))
+
+    def exact(network, numbers, onehots, t, labels):
+        a = only.alpha_bar[t][:, None]
+        joint = (a * onehots[0].double() + (1 - a) / 3) * shares
+        return numbers, [torch.log(joint / joint.sum(1, keepdim=True))]
+
+    only._outputs = exact
+    for steps in (1000, 20):
+        made = only.sample(20000, torch.Generator().manual_seed(0), steps=steps).x.argmax(1)
+        torch.testing.assert_close(torch.bincount(made, minlength=3) / 20000.0, shares.float(), atol=0.012, rtol=0)
+
+
+def test_tabddpm_learns_category_shares_and_the_numbers_that_go_with_them():
+    torch.manual_seed(0)
+    layout = (("gaussian", 1), ("binary", 1), ("categorical", 3))
+    config = family_class("tabddpm").default_config(DataShape("points", (5,), 0, layout), batch_size=256,
+                                                    mlp_width=64, mlp_blocks=2, warmup_steps=0)
+    model = family_class("tabddpm")(config)
+    optimizers = model.build_optimizers()
+    g = torch.Generator().manual_seed(5)
+
+    def rows(n):
+        codes = torch.multinomial(torch.tensor([0.7, 0.2, 0.1]), n, replacement=True, generator=g)
+        number = torch.tensor([-1.0, 0.5, 2.0])[codes] + 0.3 * torch.randn(n, generator=g)
+        flag = torch.where(torch.rand(n, generator=g) < 0.25, 1.0, -1.0)
+        return torch.cat([number[:, None], flag[:, None], table_layout.one_hot_codes(codes, 3)], dim=1)
+
+    first = model.training_step(rows(256), None, optimizers)
+    for _ in range(800):
+        last = model.training_step(rows(256), None, optimizers)
+    assert last["loss"] < first["loss"] and {"gaussian", "multinomial"} <= set(last)
+    out = model.sample(3000, torch.Generator().manual_seed(1), steps=50)
+    assert out.nfe == 50 and torch.equal(table_layout.hard_rows(out.x, layout), out.x)
+    codes = out.x[:, 2:].argmax(1)
+    torch.testing.assert_close(torch.bincount(codes, minlength=3) / 3000.0, torch.tensor([0.7, 0.2, 0.1]),
+                               atol=0.06, rtol=0)
+    assert abs((out.x[:, 1] > 0).float().mean() - 0.25) < 0.06
+    means = [out.x[codes == c, 0].mean() for c in range(3)]
+    assert means[0] < means[1] < means[2]  # each category keeps its own numbers
+    with pytest.raises(UnsupportedRequest, match="models table, not points"):
+        family_class("tabddpm").default_config(DataShape("points", (2,)))

@@ -58,6 +58,9 @@ def score_method(family: Any, typicality: bool = True) -> str:
         statistic = "reconstruction error and latent denoising error"
         return f"typicality of the {statistic}" if typicality else "latent denoising error"
     if isinstance(family, Critic):
+        if getattr(family.config, "pac", 1) > 1:
+            raise UnsupportedRequest(f"this GAN's critic judges packs of {family.config.pac} rows (PacGAN), not "
+                                     "one row: it gives no score per row")
         return "negative discriminator logit"
     raise UnsupportedRequest(f"a {getattr(family, 'name', type(family).__name__)} model has no "
                              "anomaly score (it has no encoder, denoiser or critic)")

@@ -71,7 +71,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     priorities = parse_priorities(args.priorities) if args.priorities else None
     dataset = load_data(args.data)  # a bad spec fails here, before anything is created
     settings = preset(dataset.kind, resolve_device(args.device).type)
-    families = parse_families(args.families, dataset.model_kind) if args.families else settings.families
+    families = parse_families(args.families, dataset.kind) if args.families else settings.families
     if args.hybrids:
         families = parse_families(",".join(dict.fromkeys(families + hybrid_families(dataset.model_kind))))
     changes: dict[str, Any] = {"data": args.data, "families": families,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trilemma.compare import table_capabilities
 from trilemma.data import Dataset
 from trilemma.device import sampling_generator
 from trilemma.errors import UnsupportedRequest
@@ -55,8 +56,6 @@ def measure(runs: dict[str, Any], dataset: Dataset, *, conditional: bool, seed: 
     from trilemma.capabilities.masks import make_mask
 
     if dataset.kind == "table":
-        from trilemma.compare import table_capabilities
-
         return table_capabilities.measure(runs, dataset, conditional=conditional, seed=seed, log=log)
     if dataset.kind != "image":
         return {"skipped": "the capabilities section is measured on images and tables"}
@@ -167,8 +166,6 @@ def render(section: dict[str, Any], img: Callable[[bytes, str], str]) -> str:
     if "skipped" in section:
         return f"<h2>Capabilities</h2><p>{_e(section['skipped'])}</p>"
     if section.get("kind") == "table":
-        from trilemma.compare import table_capabilities
-
         return table_capabilities.render(section)
     families = list(section["methods"])
     tasks = list(next(iter(section["methods"].values())))

@@ -20,13 +20,16 @@ def measure(runs: dict[str, Any], dataset: Any, *, conditional: bool, seed: int 
 
     families = {name: run.family for name, run in runs.items()}
     section: dict[str, Any] = {"kind": "table", "methods": {
-        name: {"imputation": inpainting_method(f), "anomaly score": score_method(f)} for name, f in families.items()}}
+        name: {"imputation": _able(inpainting_method, f), "anomaly score": _able(score_method, f)}
+        for name, f in families.items()}}
     log("capabilities: imputing 20% of the cells of 500 held-out rows (families, mean / mode, k-NN)")
     started = time.perf_counter()
-    section["imputation"] = measure_imputation(families, dataset, seed=seed)
+    section["imputation"] = measure_imputation(
+        {n: f for n, f in families.items() if section["methods"][n]["imputation"]}, dataset, seed=seed)
     section["imputation"]["seconds"] = time.perf_counter() - started
     log("capabilities: anomaly scores, held-out rows against rows of shuffled cells")
-    section["anomaly"] = {name: anomaly_auroc(f, dataset, seed=seed) for name, f in families.items()}
+    section["anomaly"] = {name: anomaly_auroc(f, dataset, seed=seed) for name, f in families.items()
+                          if section["methods"][name]["anomaly score"]}
     target = default_target(dataset)
     if target is not None:
         log(f"capabilities: generated rows as augmentation of 100 real rows (predicting '{target}')")
@@ -35,6 +38,16 @@ def measure(runs: dict[str, Any], dataset: Any, *, conditional: bool, seed: int 
         log(f"capabilities: rows made for each value of '{dataset.target}'")
         section["conditional"] = {name: conditional_agreement(f, dataset, seed=seed) for name, f in families.items()}
     return section
+
+
+def _able(method: Callable[[Any], str], family: Any) -> str | None:
+    """How the family does a task, or None when it cannot (the method refuses it)."""
+    from trilemma.errors import UnsupportedRequest
+
+    try:
+        return method(family)
+    except UnsupportedRequest:
+        return None
 
 
 def _e(text: Any) -> str:

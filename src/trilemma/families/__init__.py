@@ -1,7 +1,7 @@
 """The families behind one protocol (`Family` in base.py), listed by one registry (registry.py).
 
 Importing this package registers the built-in families, in the order every listing shows them:
-the classic trilemma, VAE, GAN and diffusion, then the hybrids.
+the classic trilemma, VAE, GAN and diffusion, then the hybrids, then TabDDPM (tables only).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from trilemma.families.diffusion import Diffusion, DiffusionConfig
 from trilemma.families.flow import Flow, FlowConfig
 from trilemma.families.ddgan import DDGAN, DDGANConfig
 from trilemma.families.latent_diffusion import LatentDiffusion, LatentDiffusionConfig
+from trilemma.families.tabddpm import TabDDPM, TabDDPMConfig
 # isort: on
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "LatentDiffusionConfig",
     "OptimConfig",
     "SampleOutput",
+    "TabDDPM",
+    "TabDDPMConfig",
     "VAEConfig",
     "build_family",
     "default_comparison",

@@ -135,9 +135,12 @@ class Family(nn.Module, ABC):
     def default_config(cls, data: DataShape, **overrides: Any) -> FamilyConfig:
         """The defaults with named settings replaced: the family's own fields, or those of its
         OptimConfig (batch_size, lr, …). An unknown name is refused with the known ones."""
-        if data.kind not in cls.data_kinds:
+        from trilemma.families.registry import models
+
+        kind = "table" if data.is_table else data.kind
+        if not models(cls, kind):
             raise UnsupportedRequest(f"the {cls.name} family models {' and '.join(cls.data_kinds)}, "
-                                     f"not {data.kind}")
+                                     f"not {kind}")
         config = cls.defaults(data)
         own = {f.name for f in fields(config)} - {"data"}
         optim = {f.name for f in fields(OptimConfig)}

@@ -5,10 +5,10 @@ WGAN-GP (Gulrajani et al. 2017). Regularisers: spectral norm in D (Miyato et al.
 R1 (Mescheder et al. 2018), DiffAugment for small data (Zhao et al. 2020). Samples come from an
 EMA of G (Yazıcı et al. 2019), kept by the training loop.
 
-On a table's rows the GAN is CTGAN (Xu et al. 2019): a Gumbel-softmax head per categorical block
-(`table_layout.relaxed_rows`), the conditional vector with training-by-sampling
+On a table's rows CTGAN's pieces (Xu et al. 2019) are settings: a Gumbel-softmax head per
+categorical block (`table_layout.relaxed_rows`), the conditional vector with training-by-sampling
 (`table_conditions`), a PacGAN discriminator that judges `pac` rows at once (Lin et al. 2018),
-and WGAN-GP.
+and WGAN-GP. The table defaults leave them off, as measured (`defaults`).
 """
 
 from __future__ import annotations

@@ -19,14 +19,15 @@ _FAMILIES: dict[str, type[Family]] = {}
 
 # What a family class must declare, beside the abstract methods of `Family`.
 _DECLARED = ("name", "label", "config_class", "data_kinds", "colour", "provenance_label")
-_KINDS = ("image", "points")
+# A family of "points" also models a table's encoded rows (vectors); one of "table" only those.
+_KINDS = ("image", "points", "table")
 
 
 def register(cls: type[Family]) -> type[Family]:
     """Add a family class to the registry (usable as a decorator); returns it unchanged.
 
     Refuses, with a message naming what is missing, a class that leaves an abstract method
-    unimplemented or a declaration unset, a data kind other than "image" and "points", a
+    unimplemented or a declaration unset, a data kind other than "image", "points" and "table", a
     default sampler that is not among its samplers, or a name taken by another class."""
     from trilemma.families.base import Family, FamilyConfig
 
@@ -59,7 +60,12 @@ def unregister(name: str) -> None:
 
 def family_names(kind: str | None = None) -> tuple[str, ...]:
     """Every registered family, in registration order; with `kind`, those that handle it."""
-    return tuple(n for n, cls in _FAMILIES.items() if kind is None or kind in cls.data_kinds)
+    return tuple(n for n, cls in _FAMILIES.items() if kind is None or models(cls, kind))
+
+
+def models(cls: type[Family], kind: str) -> bool:
+    """Whether the family models data of this kind: its own kinds, and tables for a family of points."""
+    return kind in cls.data_kinds or (kind == "table" and "points" in cls.data_kinds)
 
 
 def default_comparison(kind: str | None = None) -> tuple[str, ...]:

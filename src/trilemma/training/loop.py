@@ -153,8 +153,7 @@ class TrainingRun:
             if threads is None and self.threads is not None:
                 self.threads = stored.get("threads") or self.threads
         else:
-            data = DataShape(dataset.model_kind, dataset.sample_shape,
-                             dataset.num_classes if conditional else 0, dataset.layout)
+            data = DataShape(dataset.model_kind, dataset.sample_shape, dataset.num_classes if conditional else 0, dataset.layout)
             budget, config = budget or default_budget(dataset), cls.default_config(data, **overrides)
             if self.unit == "cpu" and budget.seconds and budget.steps is None:
                 budget = calibrated_budget(budget, family_name, dataset, conditional=conditional,
