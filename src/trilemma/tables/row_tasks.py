@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from trilemma.tables.baselines import independent_marginals
-from trilemma.tables.utility import _classifier
+from trilemma.tables.utility import predict_target
 
 N_REAL = 100
 N_GENERATED = 1000
@@ -72,9 +72,7 @@ def augmentation_gain(families: dict[str, Any], dataset: Any, target: str, *, n_
 def _accuracy(features, codec, block, frames, target, test_x, test_y, seed) -> float:
     x = np.concatenate([features.encode(f) for f in frames])
     y = np.concatenate([codec.category_codes(block, f[target]) for f in frames])
-    if len(np.unique(y)) < 2:
-        return float((test_y == y[0]).mean())
-    return float((_classifier(seed).fit(x, y).predict(test_x) == test_y).mean())
+    return float((predict_target(x, y, test_x, seed) == test_y).mean())
 
 
 def conditional_agreement(family: Any, dataset: Any, per_value: int = 200, seed: int = 0) -> dict[str, Any]:

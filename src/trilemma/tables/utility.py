@@ -42,6 +42,14 @@ def _rows(codec: TableCodec, frame: pd.DataFrame, rng: np.random.Generator, limi
     return codec.encode(frame)
 
 
+def predict_target(x: np.ndarray, y: np.ndarray, test_x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The classifier of the train-on-synthetic scores, fitted on (x, y), predicting test_x; rows of
+    one class teach nothing else, so they predict that class."""
+    if len(np.unique(y)) < 2:
+        return np.full(len(test_x), y[0])
+    return _classifier(seed).fit(x, y).predict(test_x)
+
+
 def detection_auc(codec: TableCodec, real: pd.DataFrame, synthetic: pd.DataFrame, seed: int = 0) -> float:
     """Cross-validated ROC AUC of a classifier telling real rows from synthetic ones."""
     rng = np.random.default_rng(seed)
@@ -67,10 +75,7 @@ def efficacy(codec: TableCodec, train: pd.DataFrame, heldout: pd.DataFrame, synt
     out = {}
     for name, rows in (("synthetic", synthetic.iloc[:n]), ("real", real_rows)):
         labels = codec.category_codes(block, rows[target])
-        if len(np.unique(labels)) < 2:  # a generator that makes one class teaches nothing else
-            predicted = np.full(len(test_y), labels[0])
-        else:
-            predicted = _classifier(seed).fit(features.encode(rows), labels).predict(test_x)
+        predicted = predict_target(features.encode(rows), labels, test_x, seed)
         out[f"{name}_accuracy"] = float(accuracy_score(test_y, predicted))
         out[f"{name}_f1"] = float(f1_score(test_y, predicted, average="macro"))
     return out
