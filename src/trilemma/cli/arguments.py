@@ -110,18 +110,21 @@ def features_choice(text: str, data_kind: str) -> str:
 
 
 def add_table_options(p: argparse.ArgumentParser) -> None:
-    """--target, --columns and --encoding of a .csv table, folded into its data spec."""
+    """--target, --columns, --encoding and --numeric of a .csv table, folded into its data spec."""
     p.add_argument("--target", metavar="COLUMN", help="a .csv table: the categorical column to stratify the "
                    "split on, condition on (--conditional) and predict in the train-on-synthetic scores")
     p.add_argument("--columns", metavar="NAME=KIND,...", help="a .csv table: column kinds that override the "
                    "inference (continuous, integer, categorical, boolean, datetime)")
     p.add_argument("--encoding", help="a .csv table: its text encoding (default UTF-8), e.g. latin-1")
+    p.add_argument("--numeric", choices=("quantile", "mode-specific"), help="a .csv table: how numbers and "
+                   "dates are encoded for the families: quantile (normal scores, TabDDPM's; the default) or "
+                   "mode-specific (CTGAN's Gaussian-mixture modes)")
 
 
 def fold_table_options(args: argparse.Namespace) -> None:
     """`--data t.csv --target y` becomes the data spec `t.csv:target=y`, which runs record and
     reload; the options are refused for data that is not a table."""
-    given = [(key, getattr(args, key, None)) for key in ("target", "columns", "encoding")]
+    given = [(key, getattr(args, key, None)) for key in ("target", "columns", "encoding", "numeric")]
     given = [(key, value) for key, value in given if value is not None]
     if not given:
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from trilemma.tables.baselines import BASELINES, baseline_rows
@@ -21,7 +22,7 @@ def measure_baselines(dataset: Any, n: int, seed: int = 0) -> dict[str, dict[str
     out = {}
     for name, label in BASELINES.items():
         started = time.perf_counter()
-        rows = baseline_rows(name, dataset.codec, dataset.x_train.numpy(), n, seed)
+        rows = reference_to_model(dataset, baseline_rows(name, dataset.reference_codec, reference_rows(dataset), n, seed))
         seconds = time.perf_counter() - started
         record = evaluate_table(torch.from_numpy(rows), dataset, "heldout", seed)
         # The figures an evaluation holds (a baseline has no training, speed or curve to read).
@@ -29,6 +30,20 @@ def measure_baselines(dataset: Any, n: int, seed: int = 0) -> dict[str, dict[str
                    if m.source is None and record["metrics"].get(m.key) is not None}
         out[name] = {"label": label, **figures, "fit_and_sample_seconds": seconds}
     return out
+
+
+def reference_rows(dataset: Any) -> np.ndarray:
+    """The training rows in the reference (quantile) encoding, which the baselines are fitted in."""
+    if dataset.reference_codec is dataset.codec:
+        return dataset.x_train.numpy()
+    return dataset.reference_codec.encode(dataset.frame_train)
+
+
+def reference_to_model(dataset: Any, rows: np.ndarray) -> np.ndarray:
+    """Rows of the reference encoding in the families' (the one evaluation path decodes)."""
+    if dataset.reference_codec is dataset.codec:
+        return rows
+    return dataset.codec.encode(dataset.reference_codec.decode(rows))
 
 
 def fidelity_sum(figures: dict[str, Any]) -> float:

@@ -102,10 +102,22 @@ def correlation_figure(frames: dict[str, pd.DataFrame], columns: list[Any]) -> b
     return _png(fig)
 
 
+def encoding_note(data: dict[str, Any]) -> str:
+    """How the families saw the numbers and dates, and that the figures do not depend on it."""
+    if data.get("numeric_transform") == "mode-specific":
+        modes = ", ".join(f"{html.escape(str(name))} {count}" for name, count in data.get("modes", {}).items())
+        how = ("CTGAN's mode-specific normalisation (a Gaussian mixture per column, chosen by BIC; "
+               f"modes: {modes})")
+    else:
+        how = "a quantile transform to normal scores (TabDDPM's)"
+    return (f"<p class=\"note\">The families saw numbers and dates through {how}; every figure reads "
+            "the rows through the quantile transform, so figures compare across encodings.</p>")
+
+
 def render(results: dict[str, Any], img: Any) -> str:
     frames, columns = _samples(results)
     previews = "".join(_preview(n, f) for n, f in frames.items())
-    return ("<h2>Samples: the first rows</h2>" + previews
+    return (encoding_note(results["data"]) + "<h2>Samples: the first rows</h2>" + previews
             + "<h2>Every column, real against synthetic</h2>" + img(column_figure(frames, columns), "columns")
             + "<h2>Correlations: synthetic against real</h2>"
             + "<p class=\"note\">|ρ<sub>synthetic</sub> − ρ<sub>real</sub>| for every pair of columns (categories "

@@ -44,7 +44,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
         key, sep, value = part.partition("=")
         if not sep or key not in ("classes", "size", "stream", *TABLE_OPTIONS):
             raise DataError(f"data spec '{spec}': unknown option '{part}' (known: classes=…, size=…, stream=…; "
-                            "for a table: target=…, columns=…, encoding=…)")
+                            "for a table: target=…, columns=…, encoding=…, numeric=…)")
         if key == "stream" and value not in ("yes", "no"):
             raise DataError(f"data spec '{spec}': stream must be yes or no")
         options[key] = value

@@ -47,13 +47,13 @@ def evaluate_table(fake: torch.Tensor, dataset: Any, split: str, seed: int, copy
         "column_shapes": figures["column_shapes"], "pair_trends": figures["pair_trends"],
         "pair_trends_related": _finite(figures["pair_trends_related"]),
         "numeric_shapes": _finite(figures["numeric_shapes"]), "category_shapes": _finite(figures["category_shapes"]),
-        "detection_auc": detection_auc(dataset.codec, real, synthetic, seed),
+        "detection_auc": detection_auc(dataset.reference_codec, real, synthetic, seed),
         "categories_covered": covered, "num_categories": total,
     }
     notes = []
     target = default_target(dataset)
     if target is not None:
-        scores = efficacy(dataset.codec, dataset.frame_train, dataset.frame_heldout, synthetic, target, seed)
+        scores = efficacy(dataset.reference_codec, dataset.frame_train, dataset.frame_heldout, synthetic, target, seed)
         metrics.update(efficacy_accuracy=scores["synthetic_accuracy"], efficacy_f1=scores["synthetic_f1"],
                        efficacy_real_accuracy=scores["real_accuracy"], efficacy_real_f1=scores["real_f1"])
         details["efficacy_target"] = target
@@ -61,7 +61,7 @@ def evaluate_table(fake: torch.Tensor, dataset: Any, split: str, seed: int, copy
             notes.append(f"Train-on-synthetic scores predict '{target}', the table's last categorical column "
                          "(choose another with --target).")
     if copying:
-        found = privacy(dataset.codec, dataset.frame_train, dataset.frame_heldout, synthetic, seed)
+        found = privacy(dataset.reference_codec, dataset.frame_train, dataset.frame_heldout, synthetic, seed)
         metrics.update(dcr_closer_to_training=found["dcr_closer_to_training"], exact_copies=found["exact_copies"],
                        nndr=found["nndr"])
         details["dcr_median"] = found["dcr_median"]

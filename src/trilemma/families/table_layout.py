@@ -5,7 +5,10 @@ A table's row (`trilemma.tables.codec`) is a run of segments, recorded in `DataS
 
 - ``gaussian`` (width 1): a number's normal score, real-valued;
 - ``binary`` (width 1): a missing-cell flag, +1 missing / −1 present;
-- ``categorical`` (width k): a one-hot block, +1 on the category, −1 elsewhere.
+- ``categorical`` (width k): a one-hot block, +1 on the category, −1 elsewhere;
+- ``mode`` (width k): the one-hot mode of the number before it, under CTGAN's mode-specific
+  normalisation. Every head treats it as a categorical block; only CTGAN's conditional vector,
+  which conditions on the table's own categories, leaves it out.
 
 Families that know the layout model each segment with its own likelihood or output head (a
 softmax per categorical block, as TVAE and CTGAN do) instead of treating ±1 codes as real numbers.
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 from trilemma.errors import UnsupportedRequest
 
-SEGMENT_KINDS = ("gaussian", "binary", "categorical")
+SEGMENT_KINDS = ("gaussian", "binary", "categorical", "mode")
 
 Layout = tuple[tuple[str, int], ...]
 
@@ -112,7 +115,7 @@ def hard_rows(x: torch.Tensor, layout: Layout) -> torch.Tensor:
     for kind, where in segments(layout):
         if kind == "binary":
             rows[:, where] = torch.where(x[:, where] > 0, 1.0, -1.0)
-        elif kind == "categorical":
+        elif kind in ("categorical", "mode"):
             rows[:, where] = one_hot_codes(x[:, where].argmax(1), where.stop - where.start, x.dtype)
     return rows
 

@@ -2,4 +2,4 @@
 baselines and their metrics."""
 
 TABLE_SUFFIXES = (".csv",)
-TABLE_OPTIONS = ("target", "columns", "encoding")  # the data spec's options for a table
+TABLE_OPTIONS = ("target", "columns", "encoding", "numeric")  # the data spec's options for a table

@@ -14,14 +14,21 @@ Per column, fitted on the training rows only:
   the column has missing cells. Decoding takes the largest, so a decoded table holds only the
   categories of the real one.
 
+With ``numeric="mode-specific"`` numbers and dates are instead encoded as CTGAN's
+mode-specific normalisation (Xu et al. 2019, §4.2): a Gaussian mixture is fitted to the column
+(`trilemma.tables.mixture`, all columns at once), each value is assigned its most probable mode k
+and encoded as α = (x − μ_k) / (4σ_k) followed by a one-hot of k (left out when the column has one
+mode); its missing flag, if any, stays right after α. Decoding takes μ_k + 4σ_k·α for the largest
+mode coordinate, clipped to the training range, and rounds as above.
+
 `TableCodec.decode(encode(frame))` gives `frame` back: every value of a boolean, categorical,
 integer or date column exactly, continuous values to within the grid's interpolation
-(exactly at the grid's points).
+(exactly at the grid's points), or under mode-specific normalisation to float32 precision.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +36,9 @@ import pandas as pd
 from scipy.special import ndtri
 
 from trilemma.tables.columns import Column
+from trilemma.tables.mixture import Modes, fit_modes
 
+NUMERIC_TRANSFORMS = ("quantile", "mode-specific")
 GRID = 1000  # quantile levels of a numeric column's transform
 _EPOCH = pd.Timestamp("1970-01-01")
 _DAY_SECONDS = 86_400.0
@@ -44,10 +53,40 @@ class Block:
     width: int
     quantiles: list[float] | None = None  # numeric: the values at GRID equally spaced levels
     has_missing: bool = False
+    # Mode-specific numeric: the mixture's [weights, means, stds] and the training [min, max].
+    modes: list[list[float]] | None = None
+    bounds: list[float] | None = None
 
     @property
     def numeric(self) -> bool:
         return self.column.numeric
+
+    @property
+    def mixture(self) -> Modes | None:
+        if self.modes is None:
+            return None
+        return Modes(*(np.asarray(part, dtype=np.float64) for part in self.modes))
+
+    @property
+    def mode_count(self) -> int:
+        """Mode coordinates of a mode-specific number (0 with one mode, or for other blocks)."""
+        count = len(self.modes[0]) if self.modes is not None else 0
+        return count if count > 1 else 0
+
+    @property
+    def flag(self) -> int | None:
+        """A number's missing-cell flag coordinate (None: the column has no missing cells, or is
+        categorical, whose missing cells are a category)."""
+        return self.start + 1 if self.numeric and self.has_missing else None
+
+    @property
+    def value_coordinates(self) -> list[int]:
+        """The coordinates that hold the cell's value: a number's score (α and its mode block,
+        under mode-specific normalisation), a category's whole one-hot block."""
+        if not self.numeric:
+            return list(range(self.start, self.start + self.width))
+        first_mode = self.start + 1 + self.has_missing
+        return [self.start, *range(first_mode, first_mode + self.mode_count)]
 
     @property
     def labels(self) -> list[str]:
@@ -80,6 +119,10 @@ class TableCodec:
         self.width = sum(b.width for b in blocks)
 
     @property
+    def numeric_transform(self) -> str:
+        return "mode-specific" if any(b.modes is not None for b in self.blocks) else "quantile"
+
+    @property
     def columns(self) -> list[Column]:
         return [b.column for b in self.blocks]
 
@@ -91,31 +134,44 @@ class TableCodec:
         blocks, start = [], 0
         for b in self.blocks:
             if b.column.name != name:
-                blocks.append(Block(b.column, start, b.width, b.quantiles, b.has_missing))
+                blocks.append(replace(b, start=start))
                 start += b.width
         return TableCodec(blocks)
 
     def layout(self) -> tuple[tuple[str, int], ...]:
         """The encoded row's segments (`trilemma.families.table_layout`): a score per number or
-        date, a ±1 flag per column with missing cells, a one-hot block per category column (its
-        missing cells one more category)."""
+        date (with its one-hot mode block under mode-specific normalisation), a ±1 flag per column
+        with missing cells, a one-hot block per category column (its missing cells one more
+        category)."""
         segments: list[tuple[str, int]] = []
         for b in self.blocks:
             if b.numeric:
                 segments += [("gaussian", 1)] + ([("binary", 1)] if b.has_missing else [])
+                segments += [("mode", b.mode_count)] if b.mode_count else []
             else:
                 segments.append(("categorical", b.width))
         return tuple(segments)
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: list[Column]) -> TableCodec:
+    def fit(cls, frame: pd.DataFrame, columns: list[Column], numeric: str = "quantile") -> TableCodec:
+        """The transform of `columns` fitted on `frame`'s rows; `numeric` is how numbers and dates
+        are encoded, one of `NUMERIC_TRANSFORMS`."""
+        if numeric not in NUMERIC_TRANSFORMS:
+            raise ValueError(f"unknown numeric transform '{numeric}' (known: {', '.join(NUMERIC_TRANSFORMS)})")
+        numbers = {c.name: _present(as_numbers(frame[c.name], c)) for c in columns if c.numeric}
+        mixtures = dict(zip(numbers, fit_modes(list(numbers.values())))) if numeric == "mode-specific" else {}
         blocks, start = [], 0
         for column in columns:
-            series = frame[column.name]
             has_missing = bool(column.missing_rate > 0)
-            if column.numeric:
-                values = as_numbers(series, column)
-                values = values[~np.isnan(values)]
+            if column.name in mixtures:
+                found = mixtures[column.name]
+                modes = [[float(v) for v in part] for part in (found.weights, found.means, found.stds)]
+                values = numbers[column.name]
+                block = Block(column, start, 1 + has_missing, None, has_missing, modes,
+                              [float(values.min()), float(values.max())])
+                block.width += block.mode_count
+            elif column.numeric:
+                values = numbers[column.name]
                 grid = np.quantile(values, _levels(min(GRID, max(2, len(np.unique(values))))))
                 block = Block(column, start, 1 + has_missing, [float(q) for q in grid], has_missing)
             else:
@@ -138,6 +194,9 @@ class TableCodec:
     def _encode_numeric(self, block: Block, series: pd.Series, out: np.ndarray) -> None:
         values = as_numbers(series, block.column)
         missing = np.isnan(values)
+        if block.modes is not None:
+            self._encode_modes(block, values, missing, out)
+            return
         grid = np.asarray(block.quantiles)
         scores = _scores(len(grid))
         filled = np.where(missing, np.median(grid), values)
@@ -149,6 +208,20 @@ class TableCodec:
         out[:, block.start] = np.where(missing, 0.0, encoded)
         if block.has_missing:
             out[:, block.start + 1] = np.where(missing, 1.0, -1.0)
+
+    def _encode_modes(self, block: Block, values: np.ndarray, missing: np.ndarray, out: np.ndarray) -> None:
+        """α = (x − μ_k) / (4σ_k) for the value's most probable mode k, and k's one-hot; a missing
+        cell is α = 0 on the heaviest mode."""
+        mixture = block.mixture
+        mode = np.full(len(values), int(np.argmax(mixture.weights)))
+        if (~missing).any():
+            mode[~missing] = mixture.posterior(values[~missing]).argmax(axis=1)
+        alpha = (values - mixture.means[mode]) / (4 * mixture.stds[mode])
+        out[:, block.start] = np.where(missing, 0.0, alpha)
+        if block.has_missing:
+            out[:, block.start + 1] = np.where(missing, 1.0, -1.0)
+        if block.mode_count:
+            out[np.arange(len(values)), block.start + 1 + block.has_missing + mode] = 1.0
 
     def _encode_categorical(self, block: Block, series: pd.Series, out: np.ndarray) -> None:
         codes = self.category_codes(block, series)
@@ -172,6 +245,12 @@ class TableCodec:
     def _decode_block(self, block: Block, rows: np.ndarray) -> pd.Series:
         column = block.column
         part = rows[:, block.start:block.start + block.width]
+        if block.numeric and block.modes is not None:
+            mixture, first_mode = block.mixture, 1 + block.has_missing
+            mode = part[:, first_mode:].argmax(axis=1) if block.mode_count else np.zeros(len(rows), dtype=np.int64)
+            values = np.clip(mixture.means[mode] + 4 * mixture.stds[mode] * part[:, 0], *block.bounds)
+            missing = part[:, 1] > 0 if block.has_missing else np.zeros(len(rows), dtype=bool)
+            return _numeric_series(values, missing, column)
         if block.numeric:
             grid = np.asarray(block.quantiles)
             scores = _scores(len(grid))
@@ -187,12 +266,18 @@ class TableCodec:
 
     def to_json(self) -> dict[str, Any]:
         return {"blocks": [{"column": b.column.to_json(), "start": b.start, "width": b.width,
-                            "quantiles": b.quantiles, "has_missing": b.has_missing} for b in self.blocks]}
+                            "quantiles": b.quantiles, "has_missing": b.has_missing,
+                            **({"modes": b.modes, "bounds": b.bounds} if b.modes is not None else {})}
+                           for b in self.blocks]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TableCodec:
-        return cls([Block(Column.from_json(b["column"]), b["start"], b["width"], b["quantiles"], b["has_missing"])
-                    for b in data["blocks"]])
+        return cls([Block(Column.from_json(b["column"]), b["start"], b["width"], b["quantiles"], b["has_missing"],
+                          b.get("modes"), b.get("bounds")) for b in data["blocks"]])
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    return values[~np.isnan(values)]
 
 
 def _category_texts(series: pd.Series, column: Column) -> list[str | None]:

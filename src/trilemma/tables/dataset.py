@@ -6,7 +6,13 @@ Spec options (`trilemma.data.parse_spec`), which the CLI's flags fill in:
 - ``target=NAME``: a categorical or boolean column the 80/20 split is stratified on; its values
   are the classes of `--conditional` runs and of the train-on-synthetic scores;
 - ``columns=NAME=KIND,…``: kinds that override the inference (`trilemma.tables.columns`);
-- ``encoding=NAME``: the file's text encoding (default UTF-8).
+- ``encoding=NAME``: the file's text encoding (default UTF-8);
+- ``numeric=quantile|mode-specific``: how the families see numbers and dates
+  (`trilemma.tables.codec`); quantile by default.
+
+Two codecs: ``codec`` is the families' space (the numeric transform asked for) and
+``reference_codec`` the quantile transform that the figures (detection, train-on-synthetic,
+the baselines) always encode with, so that a figure does not change with the families' encoding.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import torch
 
 from trilemma.data.dataset import Dataset, Normalizer, split_indices
 from trilemma.errors import DataError, printable
-from trilemma.tables.codec import TableCodec
+from trilemma.tables.codec import NUMERIC_TRANSFORMS, TableCodec
 from trilemma.tables.columns import Column, infer_columns, parse_overrides, to_frame
 from trilemma.tables.reading import read_csv
 
@@ -30,6 +36,7 @@ class TableData(Dataset):
     ``frame_heldout`` the rows themselves, ``codec`` the transform between the two."""
 
     codec: TableCodec
+    reference_codec: TableCodec
     frame_train: pd.DataFrame
     frame_heldout: pd.DataFrame
     target: str | None
@@ -61,14 +68,21 @@ def load_table(path: Path, options: dict[str, str], spec: str, split_seed: int,
     train, heldout = split_indices(len(frame), labels, heldout_fraction, split_seed)
     frame_train = frame.iloc[train].reset_index(drop=True)
     frame_heldout = frame.iloc[heldout].reset_index(drop=True)
-    codec = TableCodec.fit(frame_train, columns)
+    numeric = options.get("numeric", "quantile")
+    if numeric not in NUMERIC_TRANSFORMS:
+        raise DataError(f"data spec '{spec}': numeric={printable(numeric)} is not a numeric transform "
+                        f"(known: {', '.join(NUMERIC_TRANSFORMS)})")
+    reference = TableCodec.fit(frame_train, columns)
+    codec = reference if numeric == "quantile" else TableCodec.fit(frame_train, columns, numeric)
     x_train, x_heldout = codec.encode(frame_train), codec.encode(frame_heldout)
     info = {
         "source": f"{printable(path)}: {len(frame):,} rows, {len(columns)} columns",
         "sha256": hashlib.sha256(data).hexdigest(),
         "columns": [{"name": c.name, "kind": c.kind, "missing_rate": round(c.missing_rate, 6),
                      **({"categories": len(c.categories)} if c.categories else {})} for c in columns],
-        "target": target, "encoded_width": codec.width,
+        "target": target, "encoded_width": codec.width, "numeric_transform": numeric,
+        **({"modes": {b.column.name: len(b.modes[0]) for b in codec.blocks if b.modes is not None}}
+           if numeric == "mode-specific" else {}),
         "spec": spec, "split_seed": split_seed, "heldout_fraction": heldout_fraction,
     }
     y_train = None if labels is None else torch.from_numpy(labels[train])
@@ -77,7 +91,8 @@ def load_table(path: Path, options: dict[str, str], spec: str, split_seed: int,
         name=printable(path.name), kind="table", x_train=torch.from_numpy(x_train), y_train=y_train,
         x_heldout=torch.from_numpy(x_heldout), y_heldout=y_heldout, class_names=class_names,
         normalizer=Normalizer.identity(codec.width), info=info)
-    dataset.codec, dataset.frame_train, dataset.frame_heldout, dataset.target = codec, frame_train, frame_heldout, target
+    dataset.codec, dataset.reference_codec = codec, reference
+    dataset.frame_train, dataset.frame_heldout, dataset.target = frame_train, frame_heldout, target
     return dataset
 
 

@@ -3,8 +3,8 @@ row's known cells by the family's own inpainting method (`trilemma.capabilities.
 RePaint for diffusion, clamped encode-decode for a VAE, latent optimisation for a GAN), on the
 encoded rows; the known cells are kept exactly.
 
-A hidden cell is its column's whole block: a number's score (its missing-cell flag is set to
-"present", since a value is asked for) or a category's one-hot block (whose "missing" category
+A hidden cell is its column's whole block: a number's score and mode (its missing-cell flag is
+set to "present", since a value is asked for) or a category's one-hot block (whose "missing" category
 is never chosen).
 
 `measure_imputation` scores the families against two references on held-out rows with a share
@@ -38,8 +38,7 @@ def block_mask(codec: TableCodec, hidden: np.ndarray) -> np.ndarray:
     """(n, width) bool: the coordinates of each hidden cell (`hidden`: (n, columns))."""
     mask = np.zeros((len(hidden), codec.width), dtype=bool)
     for j, block in enumerate(codec.blocks):
-        width = 1 if block.numeric else block.width
-        mask[:, block.start:block.start + width] |= hidden[:, j:j + 1]
+        mask[:, block.value_coordinates] |= hidden[:, j:j + 1]
     return mask
 
 
@@ -47,8 +46,8 @@ def encode_known(codec: TableCodec, frame: pd.DataFrame, hidden: np.ndarray) -> 
     """The rows encoded, with each hidden number's flag set to present."""
     x = codec.encode(frame)
     for j, block in enumerate(codec.blocks):
-        if block.numeric and block.has_missing:
-            x[hidden[:, j], block.start + 1] = -1.0
+        if block.flag is not None:
+            x[hidden[:, j], block.flag] = -1.0
     return x
 
 

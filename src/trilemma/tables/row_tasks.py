@@ -50,7 +50,8 @@ def augmentation_gain(families: dict[str, Any], dataset: Any, target: str, *, n_
     classifier change with the seed)."""
     from trilemma.sampling import generate
 
-    codec, block = dataset.codec, dataset.codec.block(target)
+    codec = dataset.reference_codec
+    block = codec.block(target)
     features = codec.without(target)
     test_x = features.encode(dataset.frame_heldout)
     test_y = codec.category_codes(block, dataset.frame_heldout[target])
