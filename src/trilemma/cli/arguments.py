@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from trilemma.errors import UnsupportedRequest
+from trilemma.tables import NUMERIC_TRANSFORMS
 
 
 def positive_int(text: str) -> int:
@@ -116,7 +117,7 @@ def add_table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", metavar="NAME=KIND,...", help="a .csv table: column kinds that override the "
                    "inference (continuous, integer, categorical, boolean, datetime)")
     p.add_argument("--encoding", help="a .csv table: its text encoding (default UTF-8), e.g. latin-1")
-    p.add_argument("--numeric", choices=("quantile", "mode-specific"), help="a .csv table: how numbers and "
+    p.add_argument("--numeric", choices=NUMERIC_TRANSFORMS, help="a .csv table: how numbers and "
                    "dates are encoded for the families: quantile (normal scores, TabDDPM's; the default) or "
                    "mode-specific (CTGAN's Gaussian-mixture modes)")
 

@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from trilemma.tables import NUMERIC_TRANSFORMS
 from trilemma.tables.columns import Column
 from trilemma.tables.mixture import Modes, fit_modes
 
-NUMERIC_TRANSFORMS = ("quantile", "mode-specific")
 GRID = 1000  # quantile levels of a numeric column's transform
 _EPOCH = pd.Timestamp("1970-01-01")
 _DAY_SECONDS = 86_400.0

@@ -26,7 +26,8 @@ import torch
 
 from trilemma.data.dataset import Dataset, Normalizer, split_indices
 from trilemma.errors import DataError, printable
-from trilemma.tables.codec import NUMERIC_TRANSFORMS, TableCodec
+from trilemma.tables import NUMERIC_TRANSFORMS
+from trilemma.tables.codec import TableCodec
 from trilemma.tables.columns import Column, infer_columns, parse_overrides, to_frame
 from trilemma.tables.reading import read_csv
 
