@@ -20,9 +20,10 @@ def measure_baselines(dataset: Any, n: int, seed: int = 0) -> dict[str, dict[str
     from trilemma.metrics.catalogue import RESULT_METRICS
 
     out = {}
+    training_rows = reference_rows(dataset)
     for name, label in BASELINES.items():
         started = time.perf_counter()
-        rows = reference_to_model(dataset, baseline_rows(name, dataset.reference_codec, reference_rows(dataset), n, seed))
+        rows = reference_to_model(dataset, baseline_rows(name, dataset.reference_codec, training_rows, n, seed))
         seconds = time.perf_counter() - started
         record = evaluate_table(torch.from_numpy(rows), dataset, "heldout", seed)
         # The figures an evaluation holds (a baseline has no training, speed or curve to read).
