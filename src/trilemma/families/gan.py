@@ -115,7 +115,7 @@ class GAN(Family):
             # of hinge 0.914 / 0.828 / 0.89; all of CTGAN's at once 0.876 / 0.750 / 0.98.
             # CTGAN's mode-specific normalisation is a data option (`--numeric mode-specific`,
             # `trilemma.tables.codec`); 3 seeds: this default 0.952 / 0.908 / 0.731 on the quantile
-            # transform against 0.938 / 0.871 / 0.864 on modes, 0.912 / 0.814 / 0.945 with Gumbel
+            # transform against 0.938 / 0.871 / 0.864 on modes, 0.912 / 0.804 / 0.953 with Gumbel
             # heads on them (README, Tables).
             optim = OptimConfig(batch_size=256, lr=2e-4, ema_max_decay=0.999)
             config = GANConfig(data=data, optim=optim, latent_dim=8, gumbel_temperature=0.0,

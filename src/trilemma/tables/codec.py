@@ -74,6 +74,11 @@ class Block:
         return count if count > 1 else 0
 
     @property
+    def first_mode(self) -> int:
+        """Where a mode-specific number's mode block starts: after its score and its flag."""
+        return self.start + 1 + self.has_missing
+
+    @property
     def flag(self) -> int | None:
         """A number's missing-cell flag coordinate (None: the column has no missing cells, or is
         categorical, whose missing cells are a category)."""
@@ -85,8 +90,7 @@ class Block:
         under mode-specific normalisation), a category's whole one-hot block."""
         if not self.numeric:
             return list(range(self.start, self.start + self.width))
-        first_mode = self.start + 1 + self.has_missing
-        return [self.start, *range(first_mode, first_mode + self.mode_count)]
+        return [self.start, *range(self.first_mode, self.first_mode + self.mode_count)]
 
     @property
     def labels(self) -> list[str]:
@@ -194,9 +198,14 @@ class TableCodec:
     def _encode_numeric(self, block: Block, series: pd.Series, out: np.ndarray) -> None:
         values = as_numbers(series, block.column)
         missing = np.isnan(values)
-        if block.modes is not None:
-            self._encode_modes(block, values, missing, out)
-            return
+        encoded = self._mode_scores(block, values, missing, out) if block.modes is not None \
+            else self._quantile_scores(block, values, missing)
+        out[:, block.start] = np.where(missing, 0.0, encoded)
+        if block.has_missing:
+            out[:, block.start + 1] = np.where(missing, 1.0, -1.0)
+
+    @staticmethod
+    def _quantile_scores(block: Block, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
         grid = np.asarray(block.quantiles)
         scores = _scores(len(grid))
         filled = np.where(missing, np.median(grid), values)
@@ -204,24 +213,19 @@ class TableCodec:
         # value most rows share) give the middle of their quantiles, not the first.
         up = np.interp(filled, grid, scores)
         down = -np.interp(-filled, -grid[::-1], -scores[::-1])
-        encoded = 0.5 * (up + down)
-        out[:, block.start] = np.where(missing, 0.0, encoded)
-        if block.has_missing:
-            out[:, block.start + 1] = np.where(missing, 1.0, -1.0)
+        return 0.5 * (up + down)
 
-    def _encode_modes(self, block: Block, values: np.ndarray, missing: np.ndarray, out: np.ndarray) -> None:
-        """α = (x − μ_k) / (4σ_k) for the value's most probable mode k, and k's one-hot; a missing
-        cell is α = 0 on the heaviest mode."""
+    @staticmethod
+    def _mode_scores(block: Block, values: np.ndarray, missing: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """α = (x − μ_k) / (4σ_k) for the value's most probable mode k, with k's one-hot written
+        into `out`; a missing cell sits on the heaviest mode."""
         mixture = block.mixture
         mode = np.full(len(values), int(np.argmax(mixture.weights)))
         if (~missing).any():
             mode[~missing] = mixture.posterior(values[~missing]).argmax(axis=1)
-        alpha = (values - mixture.means[mode]) / (4 * mixture.stds[mode])
-        out[:, block.start] = np.where(missing, 0.0, alpha)
-        if block.has_missing:
-            out[:, block.start + 1] = np.where(missing, 1.0, -1.0)
         if block.mode_count:
-            out[np.arange(len(values)), block.start + 1 + block.has_missing + mode] = 1.0
+            out[np.arange(len(values)), block.first_mode + mode] = 1.0
+        return (values - mixture.means[mode]) / (4 * mixture.stds[mode])
 
     def _encode_categorical(self, block: Block, series: pd.Series, out: np.ndarray) -> None:
         codes = self.category_codes(block, series)
@@ -245,16 +249,16 @@ class TableCodec:
     def _decode_block(self, block: Block, rows: np.ndarray) -> pd.Series:
         column = block.column
         part = rows[:, block.start:block.start + block.width]
-        if block.numeric and block.modes is not None:
-            mixture, first_mode = block.mixture, 1 + block.has_missing
-            mode = part[:, first_mode:].argmax(axis=1) if block.mode_count else np.zeros(len(rows), dtype=np.int64)
-            values = np.clip(mixture.means[mode] + 4 * mixture.stds[mode] * part[:, 0], *block.bounds)
-            missing = part[:, 1] > 0 if block.has_missing else np.zeros(len(rows), dtype=bool)
-            return _numeric_series(values, missing, column)
         if block.numeric:
-            grid = np.asarray(block.quantiles)
-            scores = _scores(len(grid))
-            values = np.interp(np.clip(part[:, 0], scores[0], scores[-1]), scores, grid)
+            if block.modes is not None:
+                mixture = block.mixture
+                modes = rows[:, block.first_mode:block.first_mode + block.mode_count]
+                mode = modes.argmax(axis=1) if block.mode_count else np.zeros(len(rows), dtype=np.int64)
+                values = np.clip(mixture.means[mode] + 4 * mixture.stds[mode] * part[:, 0], *block.bounds)
+            else:
+                grid = np.asarray(block.quantiles)
+                scores = _scores(len(grid))
+                values = np.interp(np.clip(part[:, 0], scores[0], scores[-1]), scores, grid)
             missing = part[:, 1] > 0 if block.has_missing else np.zeros(len(rows), dtype=bool)
             return _numeric_series(values, missing, column)
         codes = part.argmax(axis=1)
